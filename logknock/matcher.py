@@ -1,0 +1,209 @@
+"""The matcher: raw line → envelope → prefilter → header → pack pattern → Event.
+
+Every line gets an answer, never an exception: an `Event`, or a `Rejection`
+whose code says why not. The codes are stable (fixtures and `patterns match`
+name them):
+
+    too-long        the line or its message is over the size limit
+    no-prefix       the prefilter found no trace of our prefix (the cheap path)
+    invalid-utf8    the line is not UTF-8 text
+    not-kernel      the envelope proves someone other than the kernel wrote it
+    control-char    the message holds control or invisible formatting characters
+    non-ascii       the fields after the prefix are not plain ASCII (the kernel's are)
+    no-header       no `IN=... OUT=... ` header: not a netfilter log line
+    foreign-prefix  a netfilter line, but logged by someone else's rule
+    repeated-key    a key the kernel prints once appears again (a forged field)
+    field-order     keys in an order the kernel never prints
+    unbalanced      brackets of a quoted packet do not pair up
+    truncated       the line stops where the format says more must follow
+    no-pattern      no pattern of the pack fits: the format drifted, or it is not ours
+    timeout         a pattern took longer than the pack's time limit
+    bad-port        a port that is not a plain decimal in 0-65535
+    bad-address     an address that is not a valid, canonical IP address
+(plus the envelope parser's own codes, see `logknock.envelope`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+
+from . import envelope as envelopes
+from .models import Envelope, Event, IPAddress, Match, Origin, Rejection
+from .packs import Pack, Pattern
+
+MAX_LINE = 65536
+INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+PORT = re.compile(r"(?:0|[1-9][0-9]{0,4})\Z")
+PORT_PROTOS = frozenset({"TCP", "UDP", "UDPLITE", "SCTP"})
+DEFAULT_PREFIX = "logknock: "
+
+
+class Matcher:
+    """Turns lines into events with one pack, for one log prefix.
+
+    `prefix=None` (or "") accepts any prefix: `patterns test` uses it for
+    fixtures of foreign rules; the daemon always has its own prefix.
+    """
+
+    def __init__(self, pack: Pack, prefix: str | None = DEFAULT_PREFIX, envelope: str = "auto"):
+        self.pack = pack
+        self.prefix = prefix or None
+        self.envelope = envelope
+        self.needle = (self.prefix.rstrip() if self.prefix else "IN=").encode()
+        self._ranks = {key: n for n, key in enumerate(pack.checks.order)}
+
+    def prefilter(self, raw: bytes) -> bool:
+        """The cheap test every line pays: could this line be ours at all?"""
+        return self.needle in raw
+
+    def match(self, raw: bytes, trusted: bool = False) -> Match:
+        if len(raw) > MAX_LINE:
+            return _reject("too-long", f"{len(raw)} bytes, limit {MAX_LINE}")
+        if self.needle not in raw:
+            return _reject("no-prefix", f"{self.needle.decode()!r} not in line")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return _reject("invalid-utf8", f"byte {exc.start}")
+        return self.match_text(text, trusted)
+
+    def match_text(self, text: str, trusted: bool = False) -> Match:
+        env = envelopes.parse(text, self.envelope, trusted=trusted)
+        if isinstance(env, Rejection):
+            return Match(None, None, env)
+        if env.origin is Origin.NOT_KERNEL:
+            return Match(env, None, Rejection("not-kernel", env.note or ""))
+        return self.match_envelope(env)
+
+    def match_envelope(self, env: Envelope) -> Match:
+        """Parse an envelope's kernel message; the envelope's origin is not judged here."""
+        result = self._parse_message(env.message)
+        if isinstance(result, Rejection):
+            return Match(env, None, result, pack=self.pack.spec)
+        event, pattern = result
+        return Match(env, event, None, pack=self.pack.spec, pattern=pattern.id)
+
+    def _parse_message(self, message: str) -> tuple[Event, Pattern] | Rejection:
+        problem = self._check_message(message)
+        if problem:
+            return problem
+        header = self.pack.header.search(message)
+        if header is None:
+            return Rejection("no-header", "no 'IN=... OUT=... ' in the message")
+        prefix, body = message[: header.start()], message[header.start() :].rstrip(" ") + " "
+        if self.prefix and prefix.rstrip() != self.prefix.rstrip():
+            return Rejection("foreign-prefix", repr(prefix))
+        problem = self._check_body(body)
+        if problem:
+            return problem
+        return self._run_patterns(prefix, body)
+
+    def _check_message(self, message: str) -> Rejection | None:
+        if len(message) > self.pack.max_message:
+            return Rejection("too-long", f"message of {len(message)} characters")
+        bad = INVISIBLE.search(message)
+        if bad:
+            return Rejection("control-char", f"U+{ord(bad.group()):04X} at {bad.start()}")
+        return None
+
+    def _check_body(self, body: str) -> Rejection | None:
+        if not body.isascii():
+            return Rejection("non-ascii", "the kernel prints fields in ASCII")
+        if "TRUNCATED" in body.split(" "):
+            return Rejection("truncated", "the kernel could not read the packet header")
+        return check_tokens(body, self.pack, self._ranks)
+
+    def _run_patterns(self, prefix: str, body: str) -> tuple[Event, Pattern] | Rejection:
+        for pattern in self.pack.patterns:
+            try:
+                found = pattern.compiled.match(body, timeout=self.pack.timeout)
+            except TimeoutError:
+                return Rejection("timeout", f"pattern {pattern.id}")
+            if found:
+                event = build_event(prefix, found.groupdict(), found.captures("tcpflags"))
+                return (event, pattern) if isinstance(event, Event) else event
+        return self._diagnose(body)
+
+    def _diagnose(self, body: str) -> Rejection:
+        """No pattern fits: tell a cut-off line from one in a foreign format."""
+        text = body[:-1]
+        for pattern in self.pack.patterns:
+            try:
+                found = pattern.compiled.match(text, partial=True, timeout=self.pack.timeout)
+            except TimeoutError:
+                return Rejection("timeout", f"pattern {pattern.id}")
+            if found is not None and found.partial:
+                return Rejection("truncated", f"ends early for pattern {pattern.id}")
+        return Rejection("no-pattern", f"no pattern of {self.pack.spec} fits")
+
+
+def check_tokens(body: str, pack: Pack, ranks: Mapping[str, int]) -> Rejection | None:
+    """Repeated keys, impossible order and unbalanced brackets, outside quoted packets."""
+    checks, counts, depth, last = pack.checks, dict[str, int](), 0, -1
+    for token in body.split(" "):
+        opens = token.count("[")
+        if depth == 0 and not opens and "=" in token:
+            key = token.partition("=")[0]
+            counts[key] = seen = counts.get(key, 0) + 1
+            limit = 1 if key in checks.unique else 2 if key in checks.at_most_twice else 0
+            if limit and seen > limit:
+                return Rejection("repeated-key", f"{key}= appears {seen} times")
+            if seen == 1 and key in ranks:
+                if ranks[key] < last:
+                    return Rejection("field-order", f"{key}= where the kernel never prints it")
+                last = ranks[key]
+        depth += opens - token.count("]")
+        if depth < 0:
+            return Rejection("unbalanced", "']' without '['")
+    return Rejection("truncated", "quoted packet not closed") if depth else None
+
+
+def build_event(
+    prefix: str, groups: Mapping[str, str | None], flags: list[str]
+) -> Event | Rejection:
+    src, dst = parse_address(groups["src"]), parse_address(groups["dst"])
+    if isinstance(src, Rejection):
+        return src
+    if isinstance(dst, Rejection):
+        return dst
+    if src.version != dst.version:
+        return Rejection("bad-address", "source and destination of different families")
+    ports = [parse_port(groups.get(key)) for key in ("spt", "dpt")]
+    bad = next((p for p in ports if isinstance(p, Rejection)), None)
+    if bad:
+        return bad
+    return Event(
+        prefix=prefix,
+        in_iface=groups["in"] or "",
+        out_iface=groups["out"] or "",
+        src=src,
+        dst=dst,
+        proto=groups["proto"] or "",
+        spt=ports[0] if isinstance(ports[0], int) else None,
+        dpt=ports[1] if isinstance(ports[1], int) else None,
+        tcp_flags=frozenset("".join(flags).split()),
+        fragment=groups.get("frag") is not None,
+    )
+
+
+def parse_address(text: str | None) -> IPAddress | Rejection:
+    if not text or "%" in text:
+        return Rejection("bad-address", repr(text))
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return Rejection("bad-address", repr(text))
+
+
+def parse_port(text: str | None) -> int | None | Rejection:
+    if text is None:
+        return None
+    if not PORT.match(text) or int(text) > 65535:
+        return Rejection("bad-port", repr(text))
+    return int(text)
+
+
+def _reject(code: str, detail: str) -> Match:
+    return Match(None, None, Rejection(code, detail))
