@@ -1,0 +1,188 @@
+"""Hooks: executables that carry out a decision, run without a shell.
+
+A hook gets argv `[action]` and an environment built only from validated
+objects (an `ipaddress` value rendered back to text, integers, configured
+names): `LOGKNOCK_ACTION`, `LOGKNOCK_SRC`, `LOGKNOCK_FAMILY`,
+`LOGKNOCK_SEQUENCE`, `LOGKNOCK_PORTS`, `LOGKNOCK_TIMEOUT`, `LOGKNOCK_EXPIRES`
+and a fixed `PATH`. Nothing from a log line is ever interpolated into a
+command string.
+
+Hooks run through `sh` (the library). sh 1.14 (Debian 12) and sh 2.x differ in
+defaults and return types, so every keyword is given explicitly, only keywords
+both versions know are used, and the command always runs in the background
+(`_bg=True` returns a `RunningCommand` in both) in a new session, so that a
+timeout can kill the hook's whole process group.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import sh
+
+from .models import Decision
+from .schema import Config
+
+HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+OUTPUT_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class HookResult:
+    hook: str
+    action: str
+    exit_code: int | None  # None when it did not finish (timeout) or could not start
+    timed_out: bool
+    output: str  # stdout and stderr, truncated to OUTPUT_LIMIT characters each
+    seconds: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+def hook_environment(decision: Decision, now: float) -> dict[str, str]:
+    """The hook's whole environment: nothing inherited, nothing from log text."""
+    env = {
+        "PATH": HOOK_PATH,
+        "LANG": "C.UTF-8",
+        "LOGKNOCK_ACTION": decision.action.value,
+        "LOGKNOCK_SRC": str(decision.src),
+        "LOGKNOCK_FAMILY": str(decision.src.version),
+        "LOGKNOCK_SEQUENCE": decision.sequence or "",
+        "LOGKNOCK_PORTS": " ".join(decision.ports),
+    }
+    if decision.expires is not None:
+        env["LOGKNOCK_EXPIRES"] = str(int(math.ceil(decision.expires)))
+        env["LOGKNOCK_TIMEOUT"] = str(max(1, int(math.ceil(decision.expires - now))))
+    return env
+
+
+def resolve_hook(name: str, hooks_dir: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else Path(hooks_dir) / name
+
+
+def hook_problem(path: Path, allowed_uids: tuple[int, ...] = (0,)) -> str | None:
+    """Why a hook must not be run (sshd StrictModes style), or None."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        return f"{path}: {exc.strerror}"
+    if not stat.S_ISREG(info.st_mode) or not os.access(path, os.X_OK):
+        return f"{path}: not an executable file"
+    if info.st_uid not in allowed_uids:
+        return f"{path}: owned by uid {info.st_uid}, must be root or the service user"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path}: writable by group or others"
+    return None
+
+
+class _Output:
+    """Collects a bounded amount of a hook's output from sh's callbacks."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+
+    def __call__(self, chunk: str | bytes) -> None:
+        text = chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else chunk
+        if self.size < OUTPUT_LIMIT:
+            self.parts.append(text[: OUTPUT_LIMIT - self.size])
+            self.size += len(text)
+
+    def text(self) -> str:
+        joined = "".join(self.parts)
+        return joined + ("…" if self.size > OUTPUT_LIMIT else "")
+
+
+def run_hook(path: Path, decision: Decision, now: float, timeout: float) -> HookResult:
+    """Run one hook to completion or timeout; never raises for the hook's failures."""
+    started, out, err = time.monotonic(), _Output(), _Output()
+    try:
+        proc = _start(path, decision, now, out, err)
+    except (OSError, sh.CommandNotFound) as exc:
+        return HookResult(str(path), decision.action.value, None, False, "", 0.0, str(exc))
+    code, timed_out = _wait(proc, timeout)
+    output = "\n".join(part for part in (out.text().strip(), err.text().strip()) if part)
+    seconds = time.monotonic() - started
+    return HookResult(str(path), decision.action.value, code, timed_out, output, seconds)
+
+
+def _start(path: Path, decision: Decision, now: float, out: _Output, err: _Output) -> object:
+    command = sh.Command(str(path))
+    return command(
+        decision.action.value,
+        _env=hook_environment(decision, now),
+        _bg=True,
+        _bg_exc=False,
+        _new_session=True,
+        _tty_in=False,
+        _tty_out=False,
+        _in="",
+        _out=out,
+        _err=err,
+        _cwd="/",
+        _ok_code=list(range(256)),
+    )
+
+
+def _wait(proc: object, timeout: float) -> tuple[int | None, bool]:
+    try:
+        proc.wait(timeout=timeout)  # type: ignore[attr-defined]
+    except sh.TimeoutException:
+        _kill_group(proc)
+        return None, True
+    except sh.ErrorReturnCode as exc:  # killed by a signal
+        _kill_group(proc)
+        return int(exc.exit_code), False
+    _kill_group(proc)
+    return int(proc.exit_code), False  # type: ignore[attr-defined]
+
+
+def _kill_group(proc: object) -> None:
+    """Kill whatever is left of the hook's process group, then reap it and
+    collect its output (a leftover child holding stdout open would block)."""
+    try:  # a new session: the group id is the hook's pid, even after it exited
+        os.killpg(proc.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+    except ProcessLookupError:
+        pass
+    try:
+        proc.process.wait()  # type: ignore[attr-defined]
+    except (sh.ErrorReturnCode, sh.TimeoutException):
+        pass
+
+
+class HookRunner:
+    """Runs the hook configured for each decision (synchronously, for replay)."""
+
+    def __init__(self, config: Config, log: Callable[[str], None] = print) -> None:
+        self.config = config
+        self.log = log
+
+    def hook_for(self, decision: Decision) -> Path | None:
+        sequence = self.config.sequence(decision.sequence) if decision.sequence else None
+        if sequence is None or sequence.hook is None:
+            return None
+        return resolve_hook(sequence.hook, self.config.hooks_dir)
+
+    def run_now(self, decision: Decision) -> HookResult | None:
+        path = self.hook_for(decision)
+        if path is None:
+            return None
+        problem = hook_problem(path, (0, os.geteuid()))
+        if problem:
+            self.log(f"hook refused: {problem}")
+            return None
+        result = run_hook(path, decision, decision.at, self.config.hook_timeout)
+        if not result.ok:
+            self.log(f"hook {path} {decision.action.value} failed: {result}")
+        return result

@@ -1,0 +1,1 @@
+"""Log sources: each yields `LogRecord`s from one place the kernel log reaches."""
