@@ -92,5 +92,8 @@ def _summary(pipeline: Pipeline, seconds: float) -> None:
     if c.rejections:
         print(f"logknock replay: rejected {dict(c.rejections)}", file=sys.stderr)
     if c.untrusted:
-        print(f"logknock replay: {c.untrusted} lines could not prove a kernel origin and were "
-              "ignored (--kernel-only)", file=sys.stderr)
+        print(
+            f"logknock replay: {c.untrusted} lines could not prove a kernel origin and were "
+            "ignored (--kernel-only)",
+            file=sys.stderr,
+        )

@@ -16,6 +16,7 @@ timeout can kill the hook's whole process group.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -61,8 +62,8 @@ def hook_environment(decision: Decision, now: float) -> dict[str, str]:
         "LOGKNOCK_PORTS": " ".join(decision.ports),
     }
     if decision.expires is not None:
-        env["LOGKNOCK_EXPIRES"] = str(int(math.ceil(decision.expires)))
-        env["LOGKNOCK_TIMEOUT"] = str(max(1, int(math.ceil(decision.expires - now))))
+        env["LOGKNOCK_EXPIRES"] = str(math.ceil(decision.expires))
+        env["LOGKNOCK_TIMEOUT"] = str(max(1, math.ceil(decision.expires - now)))
     return env
 
 
@@ -151,14 +152,11 @@ def _wait(proc: object, timeout: float) -> tuple[int | None, bool]:
 def _kill_group(proc: object) -> None:
     """Kill whatever is left of the hook's process group, then reap it and
     collect its output (a leftover child holding stdout open would block)."""
-    try:  # a new session: the group id is the hook's pid, even after it exited
+    # A new session: the group id is the hook's pid, even after it exited.
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # type: ignore[attr-defined]
-    except ProcessLookupError:
-        pass
-    try:
+    with contextlib.suppress(sh.ErrorReturnCode, sh.TimeoutException):
         proc.process.wait()  # type: ignore[attr-defined]
-    except (sh.ErrorReturnCode, sh.TimeoutException):
-        pass
 
 
 class HookRunner:

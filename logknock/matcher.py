@@ -197,7 +197,7 @@ def parse_address(text: str | None) -> IPAddress | Rejection:
         return Rejection("bad-address", repr(text))
 
 
-def parse_port(text: str | None) -> int | None | Rejection:
+def parse_port(text: str | None) -> int | Rejection | None:
     if text is None:
         return None
     if not PORT.match(text) or int(text) > 65535:

@@ -25,5 +25,7 @@ needs_root = pytest.mark.skipif(not is_root(), reason="needs root (namespaces, k
 def no_leaked_threads() -> Iterator[None]:
     before = set(threading.enumerate())
     yield
+    for thread in set(threading.enumerate()) - before:
+        thread.join(timeout=5)  # a cancelled timer may take a moment to end
     leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
     assert not leaked, f"test leaked threads: {leaked}"

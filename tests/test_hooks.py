@@ -86,7 +86,7 @@ def test_failing_hook_reports_its_exit_code(tmp_path: Path) -> None:
 
 
 def pids_of(marker: str) -> list[str]:
-    found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    found = subprocess.run(["pgrep", "-f", marker], check=False, capture_output=True, text=True)
     return found.stdout.split()
 
 

@@ -33,7 +33,7 @@ def _open(path: str) -> IO[bytes]:
             return sys.stdin.buffer
         if path.endswith(".gz"):
             return gzip.open(path, "rb")
-        return open(path, "rb")  # noqa: SIM115
+        return open(path, "rb")
     except OSError as exc:
         raise SourceError(f"cannot read {path}: {exc.strerror}") from exc
 
