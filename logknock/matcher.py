@@ -58,7 +58,7 @@ class Matcher:
         """The cheap test every line pays: could this line be ours at all?"""
         return self.needle in raw
 
-    def match(self, raw: bytes, trusted: bool = False) -> Match:
+    def match(self, raw: bytes, trusted: bool = False, envelope: str | None = None) -> Match:
         if len(raw) > MAX_LINE:
             return _reject("too-long", f"{len(raw)} bytes, limit {MAX_LINE}")
         if self.needle not in raw:
@@ -67,10 +67,10 @@ class Matcher:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             return _reject("invalid-utf8", f"byte {exc.start}")
-        return self.match_text(text, trusted)
+        return self.match_text(text, trusted, envelope)
 
-    def match_text(self, text: str, trusted: bool = False) -> Match:
-        env = envelopes.parse(text, self.envelope, trusted=trusted)
+    def match_text(self, text: str, trusted: bool = False, envelope: str | None = None) -> Match:
+        env = envelopes.parse(text, envelope or self.envelope, trusted=trusted)
         if isinstance(env, Rejection):
             return Match(None, None, env)
         if env.origin is Origin.NOT_KERNEL:

@@ -42,6 +42,7 @@ class LogRecord:
     at: float | None = None  # the source's own timestamp, when it has one
     position: str | None = None  # cursor / seqnum / offset to resume after this record
     trusted: bool = False  # the source itself guarantees the kernel wrote it
+    envelope: str = "auto"  # the envelope kind of `data`: "journal-message", "kmsg", ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,7 +67,7 @@ class Pipeline:
         if not self.matcher.prefilter(record.data):
             return []
         self.counters.prefix_hits += 1
-        match = self.matcher.match(record.data, trusted=record.trusted)
+        match = self.matcher.match(record.data, record.trusted, record.envelope)
         knock = self._knock(match, record)
         return self._count(self.tracker.feed(knock)) if knock else []
 
