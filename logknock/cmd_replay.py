@@ -40,10 +40,12 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_loader.load(args.config)
     pack = load_pack(config.pack, config.patterns_dir)
-    pipeline = Pipeline(Matcher(pack, config.prefix), Tracker(config))
+    pipeline = Pipeline(
+        Matcher(pack, config.prefix), Tracker(config), require_proof=args.kernel_only
+    )
     runner = _hook_runner(config) if args.run_hooks else None
     started = time.perf_counter()
-    for record in read_files(args.files, trusted=not args.kernel_only):
+    for record in read_files(args.files):
         _emit(pipeline.feed(record), args.json, runner)
     _emit(pipeline.tick(pipeline.clock), args.json, runner)
     _summary(pipeline, time.perf_counter() - started)
@@ -81,12 +83,12 @@ def _when(at: float) -> str:
 
 
 def _summary(pipeline: Pipeline, seconds: float) -> None:
-    c = pipeline.counters
+    c = pipeline.total()
     rate = c.lines / seconds if seconds > 0 else 0.0
     print(
         f"logknock replay: {c.lines} lines in {seconds:.2f}s ({rate:,.0f} lines/s), "
         f"{c.prefix_hits} with our prefix, {c.parsed} parsed, {c.knocks} knocks, "
-        f"decisions {dict(c.decisions) or '{}'}",
+        f"decisions {dict(pipeline.decisions) or '{}'}",
         file=sys.stderr,
     )
     if c.rejections:

@@ -140,10 +140,11 @@ class Matcher:
 
 
 def check_tokens(body: str, pack: Pack, ranks: Mapping[str, int]) -> Rejection | None:
-    """Repeated keys, impossible order and unbalanced brackets, outside quoted packets."""
+    """Repeated keys, impossible order and unbalanced brackets, outside quoted
+    packets `[...]` and option lists `OPT ( ... )`."""
     checks, counts, depth, last = pack.checks, dict[str, int](), 0, -1
     for token in body.split(" "):
-        opens = token.count("[")
+        opens = token.count("[") + token.count("(")
         if depth == 0 and not opens and "=" in token:
             key = token.partition("=")[0]
             counts[key] = seen = counts.get(key, 0) + 1
@@ -154,7 +155,7 @@ def check_tokens(body: str, pack: Pack, ranks: Mapping[str, int]) -> Rejection |
                 if ranks[key] < last:
                     return Rejection("field-order", f"{key}= where the kernel never prints it")
                 last = ranks[key]
-        depth += opens - token.count("]")
+        depth += opens - token.count("]") - token.count(")")
         if depth < 0:
             return Rejection("unbalanced", "']' without '['")
     return Rejection("truncated", "quoted packet not closed") if depth else None
@@ -170,7 +171,9 @@ def build_event(
         return dst
     if src.version != dst.version:
         return Rejection("bad-address", "source and destination of different families")
-    ports = [parse_port(groups.get(key)) for key in ("spt", "dpt")]
+    fragment = groups.get("frag") is not None
+    # A non-first fragment has no transport header: whatever stands there is payload.
+    ports = [None if fragment else parse_port(groups.get(key)) for key in ("spt", "dpt")]
     bad = next((p for p in ports if isinstance(p, Rejection)), None)
     if bad:
         return bad
@@ -184,7 +187,7 @@ def build_event(
         spt=ports[0] if isinstance(ports[0], int) else None,
         dpt=ports[1] if isinstance(ports[1], int) else None,
         tcp_flags=frozenset("".join(flags).split()),
-        fragment=groups.get("frag") is not None,
+        fragment=fragment,
     )
 
 

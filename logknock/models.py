@@ -153,6 +153,22 @@ class Decision:
     ports: tuple[str, ...] = ()  # "22/tcp"
     expires: float | None = None
 
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Decision:
+        """The inverse of `as_json`; raises ValueError on anything else."""
+        try:
+            expires = data.get("expires")
+            return cls(
+                at=float(data["at"]),  # type: ignore[arg-type]
+                action=Action(data["action"]),
+                src=ipaddress.ip_address(str(data["src"])),
+                sequence=None if data.get("sequence") is None else str(data["sequence"]),
+                ports=tuple(str(p) for p in data.get("ports") or ()),  # type: ignore[attr-defined]
+                expires=None if expires is None else float(expires),  # type: ignore[arg-type]
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a decision: {data!r}") from exc
+
     def as_json(self) -> dict[str, object]:
         return {
             "at": round(self.at, 6),

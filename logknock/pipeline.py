@@ -1,22 +1,25 @@
 """The path a record takes after its source: matcher, knock, tracker.
 
 `Pipeline.feed()` takes one `LogRecord` and returns the tracker's decisions.
-It owns the counters that `logknock status` and `replay` report, and it is
-where trust is judged: a line acts only when the kernel provably wrote it, or
-when its source is trusted (a kernel-only file) and nothing proves otherwise.
-The same object serves the daemon and `logknock replay`.
+It owns the counters that `logknock status` and `replay` report (per source),
+and it is where trust is judged: trust comes from the source, and the
+envelope can only take it away. The same object serves the daemon and
+`logknock replay`.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 
 from .matcher import Matcher
-from .models import Decision, Event, Knock, LogRecord, Match, Origin
+from .models import Decision, Event, Knock, LogRecord, Match, Origin, Rejection
 from .tracker import Tracker
 
 KNOCK_PROTOS = {"TCP": "tcp", "UDP": "udp"}
+DRIFT_CODES = frozenset({"no-pattern", "truncated"})
 
 
 @dataclass
@@ -25,26 +28,27 @@ class Counters:
     prefix_hits: int = 0
     parsed: int = 0
     knocks: int = 0
-    untrusted: int = 0
-    decisions: Counter[str] = field(default_factory=Counter)
+    untrusted: int = 0  # parsed, but the source or envelope cannot vouch for the kernel
+    too_old: int = 0  # older than the longest sequence window when read
     rejections: Counter[str] = field(default_factory=Counter)
 
     @property
     def drift(self) -> int:
         """Lines with our prefix that no pattern parses: the format may have drifted."""
-        return self.rejections["no-pattern"] + self.rejections["truncated"]
+        return sum(self.rejections[code] for code in DRIFT_CODES)
+
+    def add(self, other: Counters) -> None:
+        for f in fields(self):
+            if f.name == "rejections":
+                self.rejections.update(other.rejections)
+            else:
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
     def as_json(self) -> dict[str, object]:
-        return {
-            "lines": self.lines,
-            "prefix_hits": self.prefix_hits,
-            "parsed": self.parsed,
-            "knocks": self.knocks,
-            "untrusted": self.untrusted,
-            "decisions": dict(self.decisions),
-            "rejections": dict(self.rejections),
-            "drift": self.drift,
-        }
+        data: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["rejections"] = dict(self.rejections)
+        data["drift"] = self.drift
+        return data
 
 
 def to_knock(event: Event, at: float) -> Knock | None:
@@ -56,47 +60,94 @@ def to_knock(event: Event, at: float) -> Knock | None:
 
 
 class Pipeline:
-    def __init__(self, matcher: Matcher, tracker: Tracker) -> None:
-        self.matcher = matcher
-        self.tracker = tracker
-        self.counters = Counters()
+    """Matcher and tracker joined, with the counters and the trust rule.
+
+    `max_age`: records older than this many seconds (by the wall clock when
+    read) are counted and skipped, so a restart never acts on old knocks.
+    `require_proof`: act only on lines whose envelope proves the kernel.
+    """
+
+    def __init__(
+        self,
+        matcher: Matcher,
+        tracker: Tracker,
+        *,
+        require_proof: bool = False,
+        max_age: float | None = None,
+        on_drift: Callable[[LogRecord, Rejection], None] | None = None,
+        wallclock: Callable[[], float] = time.time,
+    ) -> None:
+        self.matcher, self.tracker = matcher, tracker
+        self.require_proof, self.max_age = require_proof, max_age
+        self.on_drift, self.wallclock = on_drift, wallclock
+        self.by_source: dict[str, Counters] = {}
+        self.decisions: Counter[str] = Counter()
         self.clock = 0.0  # the newest record time seen
 
     def feed(self, record: LogRecord) -> list[Decision]:
-        self.counters.lines += 1
+        counters = self.by_source.get(record.source) or self._new_counters(record.source)
+        counters.lines += 1
         if not self.matcher.prefilter(record.data):
             return []
-        self.counters.prefix_hits += 1
+        counters.prefix_hits += 1
         match = self.matcher.match(record.data, record.trusted, record.envelope)
-        knock = self._knock(match, record)
+        knock = self._knock(match, record, counters)
         return self._count(self.tracker.feed(knock)) if knock else []
 
     def tick(self, now: float) -> list[Decision]:
         return self._count(self.tracker.tick(now))
 
-    def _knock(self, match: Match, record: LogRecord) -> Knock | None:
+    def total(self) -> Counters:
+        total = Counters()
+        for counters in self.by_source.values():
+            total.add(counters)
+        return total
+
+    def _new_counters(self, source: str) -> Counters:
+        self.by_source[source] = counters = Counters()
+        return counters
+
+    def _knock(self, match: Match, record: LogRecord, counters: Counters) -> Knock | None:
         if match.event is None:
-            self.counters.rejections[match.rejection.code if match.rejection else "?"] += 1
+            self._rejected(match, record, counters)
             return None
-        self.counters.parsed += 1
-        if not _trusted(match, record):
-            self.counters.untrusted += 1
+        counters.parsed += 1
+        if not _trusted(match, record, self.require_proof):
+            counters.untrusted += 1
             return None
         at = _time_of(match, record, self.clock)
+        if self.max_age is not None and self.wallclock() - at > self.max_age:
+            counters.too_old += 1
+            return None
         self.clock = max(self.clock, at)
         knock = to_knock(match.event, at)
-        self.counters.knocks += knock is not None
+        counters.knocks += knock is not None
         return knock
+
+    def _rejected(self, match: Match, record: LogRecord, counters: Counters) -> None:
+        rejection = match.rejection or Rejection("unknown")
+        counters.rejections[rejection.code] += 1
+        if rejection.code in DRIFT_CODES and self.on_drift:
+            self.on_drift(record, rejection)
 
     def _count(self, decisions: list[Decision]) -> list[Decision]:
         for decision in decisions:
-            self.counters.decisions[decision.action.value] += 1
+            self.decisions[decision.action.value] += 1
         return decisions
 
 
-def _trusted(match: Match, record: LogRecord) -> bool:
+def _trusted(match: Match, record: LogRecord, require_proof: bool) -> bool:
+    """Trust comes from the source; the envelope can only take it away.
+
+    A record from an untrusted source never acts, whatever its text claims (a
+    text file can hold a line shaped like a kmsg record). From a trusted
+    source, a line acts unless its envelope proves another writer, or, with
+    `require_proof`, unless it fails to prove the kernel.
+    """
     origin = match.envelope.origin if match.envelope else Origin.UNKNOWN
-    return origin is Origin.KERNEL or (origin is Origin.UNKNOWN and record.trusted)
+    if not record.trusted or origin is Origin.NOT_KERNEL:
+        return False
+    return origin is Origin.KERNEL or not require_proof
 
 
 def _time_of(match: Match, record: LogRecord, clock: float) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-TCP_FLAG_ORDER = ("CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN")
+TCP_FLAG_ORDER = ("AE", "CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN")
 
 
 @dataclass(frozen=True)

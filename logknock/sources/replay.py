@@ -27,7 +27,7 @@ def read_files(paths: Iterable[str], trusted: bool = True) -> Iterator[LogRecord
                 yield LogRecord(f"file:{path}", line, None, str(number), trusted)
 
 
-def _open(path: str) -> IO[bytes]:
+def _open(path: str) -> IO[bytes] | gzip.GzipFile:
     try:
         if path == "-":
             return sys.stdin.buffer
@@ -38,7 +38,7 @@ def _open(path: str) -> IO[bytes]:
         raise SourceError(f"cannot read {path}: {exc.strerror}") from exc
 
 
-def _lines(stream: IO[bytes]) -> Iterator[bytes]:
+def _lines(stream: IO[bytes] | gzip.GzipFile) -> Iterator[bytes]:
     """Lines without their ending, read in large chunks (no per-line syscalls)."""
     rest = b""
     while chunk := stream.read(CHUNK):
