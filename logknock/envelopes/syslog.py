@@ -52,7 +52,8 @@ _PACKET = re.compile(r"(?<= )IN=\S* OUT=\S* ")  # ulogd: the kernel glues IN= to
 # Fields only ulogd prints: TOS=00 and MARK=0 (the kernel prints 0x..), and
 # IPv6 addresses in compressed form (the kernel prints all eight groups).
 _ULOGD_ONLY = re.compile(
-    r" (?:TOS=[0-9A-F]{2} |MARK=(?!0x)|SRC=(?![0-9a-f]{4}(?::[0-9a-f]{4}){7} )[0-9a-f]*:[0-9a-f:]* )"
+    r" (?:TOS=[0-9A-F]{2} |MARK=(?!0x)"
+    r"|SRC=(?![0-9a-f]{4}(?::[0-9a-f]{4}){7} )[0-9a-f]*:[0-9a-f:]* )"
 )
 
 
