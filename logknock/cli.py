@@ -11,10 +11,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import __version__, cmd_check, cmd_patterns, cmd_replay
+from . import __version__, cmd_check, cmd_control, cmd_patterns, cmd_replay, cmd_run
 from .errors import LogknockError, exit_code_for
 
-COMMAND_MODULES = (cmd_patterns, cmd_check, cmd_replay)
+COMMAND_MODULES = (cmd_run, cmd_check, cmd_replay, cmd_control, cmd_patterns)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,349 @@
+"""`logknock run`: sources, pipeline, tracker and hooks wired into a service.
+
+Threads: one per source (reading, queueing records), a few hook workers, the
+control socket server. The main loop alone touches the tracker and the
+pipeline: it takes records, control requests and hook reports from one queue,
+ticks the tracker for expiries, journals decisions in the state file before
+their hooks run, and saves source positions. Signals only set flags.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from . import config as config_loader
+from .config_check import errors as config_errors
+from .control import ControlServer, Request
+from .daemon_status import handle_request
+from .dispatch import Dispatch, HookDone
+from .errors import ConfigError
+from .hooks import HookResult
+from .matcher import Matcher
+from .models import Decision, LogRecord, Rejection
+from .packs import load_pack
+from .pipeline import Pipeline
+from .schema import Config, SourceSpec
+from .service import Notifier
+from .sources.base import Source
+from .sources.runner import SourceRunner
+from .state import State, StateError, StateFile
+from .tracker import Tracker
+from .tracker_state import TrackerState
+
+log = logging.getLogger("logknock")
+
+TICK = 0.25  # how often expiries are looked at, at most
+SAVE_POSITIONS_EVERY = 2.0
+DRIFT_LOG_EVERY = 60.0
+NF_LOG_ALL_NETNS = Path("/proc/sys/net/netfilter/nf_log_all_netns")
+
+
+def load_config(path: str) -> Config:
+    """The configuration, refused when the daemon could not run it safely."""
+    config, marks = config_loader.load_with_marks(path)
+    problems = config_errors(config, marks)
+    if problems:
+        raise ConfigError(problems)
+    load_pack(config.pack, config.patterns_dir)
+    return config
+
+
+def build_source(spec: SourceSpec, resume: str | None, since: float) -> Source:
+    from .sources.file import FileSource
+    from .sources.journal import JournalSource
+    from .sources.kmsg import KmsgSource
+
+    if spec.kind == "journal":
+        return JournalSource(resume, since, spec.path)
+    if spec.kind == "kmsg":
+        return (
+            KmsgSource(resume, since) if spec.path is None else KmsgSource(resume, since, spec.path)
+        )
+    trusted = spec.trust == "kernel-only"
+    return FileSource(str(spec.path), trusted=trusted, envelope=spec.envelope, resume=resume)
+
+
+def source_name(spec: SourceSpec) -> str:
+    return f"file:{spec.path}" if spec.kind == "file" else spec.kind
+
+
+@dataclass
+class Drift:
+    """Lines with our prefix that no pattern parses: the early warning of a format change."""
+
+    count: int = 0
+    last_line: str | None = None
+    last_logged: float = -DRIFT_LOG_EVERY
+
+
+class Daemon:
+    def __init__(self, config_path: str, notifier: Notifier | None = None) -> None:
+        self.config_path = config_path
+        self.config = load_config(config_path)
+        self.notifier = notifier or Notifier()
+        self.queue: queue.Queue[object] = queue.Queue(maxsize=10_000)
+        self.stop = threading.Event()
+        self.reload_wanted = threading.Event()
+        self.lock = threading.Lock()
+        self.started = time.time()
+        self.drift = Drift()
+        self._setup_state()
+        self._setup_pipeline()
+        self.dispatch = Dispatch(
+            self.config, self.state, self._save, self.lock, notify=self.queue.put
+        )
+        self.runners: list[SourceRunner] = []
+        self.control: ControlServer | None = None
+
+    # -- set up -----------------------------------------------------------------
+
+    def _setup_state(self) -> None:
+        self.state_file = StateFile(self.config.state_dir)
+        try:
+            self.state = self.state_file.load()
+        except StateError as exc:
+            moved = self.state_file.quarantine()
+            log.error("%s; moved it to %s and starting with an empty state", exc, moved)
+            self.state = State()
+        self.positions = dict(self.state.positions)
+        self.saved_positions = dict(self.positions)
+
+    def _setup_pipeline(self) -> None:
+        tracker_state = TrackerState.from_json(self.state.tracker) if self.state.tracker else None
+        self.tracker = Tracker(self.config, state=tracker_state)
+        self.revision = self.tracker.revision
+        self.pipeline = Pipeline(
+            Matcher(load_pack(self.config.pack, self.config.patterns_dir), self.config.prefix),
+            self.tracker,
+            max_age=self.config.longest_window,
+            on_drift=self._drift,
+        )
+
+    def _start_sources(self) -> None:
+        since = time.time() - self.config.longest_window
+        for spec in self.config.sources:
+            name = source_name(spec)
+            stop = threading.Event()
+
+            def make(resume: str | None, spec: SourceSpec = spec) -> Source:
+                return build_source(spec, resume, since)
+
+            runner = SourceRunner(make, name, self.queue, stop)
+            runner.resume = self.positions.get(name)
+            runner.start()
+            self.runners.append(runner)
+
+    # -- run --------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._install_signals()
+        _warn_about_namespaces()
+        self._handle(self.pipeline.tick(time.time()))  # grants that expired while down
+        self.dispatch.start(self.dispatch.resume())
+        self._start_sources()
+        self.control = ControlServer(self.config.control_socket, self.queue.put)
+        self.notifier.ready(self._status_line())
+        log.info("logknock started: %s", self._status_line())
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _loop(self) -> None:
+        last_save = time.monotonic()
+        while not self.stop.is_set():
+            self._drain(deadline=time.monotonic() + TICK)
+            now = time.time()
+            self._handle(self.pipeline.tick(now))
+            self.dispatch.retry_due(now)
+            if self.reload_wanted.is_set():
+                self.reload_wanted.clear()
+                self.reload()
+            if time.monotonic() - last_save >= SAVE_POSITIONS_EVERY:
+                self._save_positions()
+                last_save = time.monotonic()
+            self.notifier.ping()
+
+    def _drain(self, deadline: float) -> None:
+        while not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                item = self.queue.get(timeout=left)
+            except queue.Empty:
+                return
+            self._dispatch_item(item)
+
+    def _dispatch_item(self, item: object) -> None:
+        if isinstance(item, LogRecord):
+            self._handle(self.pipeline.feed(item))
+            if item.position is not None:
+                self.positions[item.source] = item.position
+        elif isinstance(item, Request):
+            self._handle(handle_request(self, item))
+        elif isinstance(item, HookDone):
+            self._hook_done(item)
+
+    def _handle(self, decisions: list[Decision]) -> None:
+        """Journal decisions and the tracker's state, save, then start hooks."""
+        if not decisions and self.tracker.revision == self.revision:
+            return
+        with self.lock:
+            jobs = self.dispatch.record(decisions)
+            self.state.tracker = self.tracker.snapshot().to_json()
+            self.state.positions = dict(self.positions)
+            self.revision = self.tracker.revision
+            self._save()
+        for decision in decisions:
+            _log_decision(decision)
+        self.dispatch.start(jobs)
+
+    def _hook_done(self, done: HookDone) -> None:
+        result = done.result
+        if result is None or result.ok:
+            return
+        self.dispatch.failures += 1
+        self.dispatch.last_failure = f"{done.decision.action.value} {done.decision.src}: {result}"
+        extra = {
+            "LOGKNOCK_SRC": str(done.decision.src),
+            "LOGKNOCK_SEQUENCE": done.decision.sequence,
+        }
+        log.error("hook %s %s failed: %s", result.hook, result.action, _why(result), extra=extra)
+        pending = self.state.pending.get(done.job.id)
+        if pending is not None:
+            delay = self.dispatch.schedule_retry(done.job, pending.attempts)
+            log.warning("close for %s will be retried in %.0fs", done.decision.src, delay)
+
+    # -- state --------------------------------------------------------------------
+
+    def _save(self) -> None:
+        """Write the state file (callers hold the lock)."""
+        try:
+            self.state_file.save(self.state)
+        except OSError as exc:
+            log.error("cannot save state to %s: %s", self.state_file.path, exc)
+
+    def _save_positions(self) -> None:
+        if self.positions == self.saved_positions:
+            return
+        with self.lock:
+            self.state.positions = dict(self.positions)
+            self._save()
+        self.saved_positions = dict(self.positions)
+
+    def _drift(self, record: LogRecord, rejection: Rejection) -> None:
+        line = record.data[:500].decode("utf-8", "replace")
+        self.drift.count += 1
+        self.drift.last_line = line
+        now = time.monotonic()
+        if now - self.drift.last_logged >= DRIFT_LOG_EVERY:
+            self.drift.last_logged = now
+            log.warning(
+                "format drift? a line from %s carries our prefix but no pattern parses it "
+                "(%s): %s", record.source, rejection, line,
+            )  # fmt: skip
+
+    # -- reload and stop ------------------------------------------------------------
+
+    def reload(self) -> None:
+        try:
+            new = load_config(self.config_path)
+        except (ConfigError, OSError) as exc:
+            log.error("reload refused, keeping the running configuration:\n%s", exc)
+            return
+        sources_changed = new.sources != self.config.sources
+        self.config = self.dispatch.config = new
+        self.tracker.reconfigure(new)
+        self.pipeline.matcher = Matcher(load_pack(new.pack, new.patterns_dir), new.prefix)
+        self.pipeline.max_age = new.longest_window
+        if sources_changed:
+            self._stop_sources()
+            self._start_sources()
+        log.info("configuration reloaded: %s", self._status_line())
+        self.notifier.status(self._status_line())
+
+    def _install_signals(self) -> None:
+        def on_stop(signum: int, frame: FrameType | None) -> None:
+            self.stop.set()
+
+        def on_hup(signum: int, frame: FrameType | None) -> None:
+            self.reload_wanted.set()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+
+    def _stop_sources(self) -> None:
+        for runner in self.runners:
+            runner.stop.set()
+        for runner in self.runners:
+            runner.thread.join(timeout=5)
+        self.runners = []
+
+    def _shutdown(self) -> None:
+        self.notifier.stopping()
+        log.info("stopping")
+        self._stop_sources()
+        self._drain(deadline=time.monotonic() + 1.0)  # what the sources had queued
+        if self.config.close_on_stop:
+            for grant in self.tracker.grants:
+                self._handle(self.tracker.revoke(grant.src, time.time(), grant.sequence))
+        if not self.dispatch.scheduler.close(timeout=self.config.hook_timeout + 5):
+            log.warning("hooks still running at stop; the state file keeps them for next start")
+        while not self.queue.empty():
+            self._dispatch_item(self.queue.get_nowait())
+        if self.control:
+            self.control.close()
+        with self.lock:
+            self.state.tracker = self.tracker.snapshot().to_json()
+            self.state.positions = dict(self.positions)
+            self._save()
+
+    def _status_line(self) -> str:
+        return (
+            f"{len(self.config.sequences)} sequences, {len(self.tracker.grants)} open grants, "
+            f"sources {', '.join(source_name(s) for s in self.config.sources)}"
+        )
+
+
+def _why(result: HookResult) -> str:
+    reason = "timed out" if result.timed_out else result.error or f"exit code {result.exit_code}"
+    return f"{reason}: {result.output}" if result.output else reason
+
+
+def _log_decision(decision: Decision) -> None:
+    extra = {
+        "LOGKNOCK_ACTION": decision.action.value,
+        "LOGKNOCK_SRC": str(decision.src),
+        "LOGKNOCK_SEQUENCE": decision.sequence or "",
+    }
+    until = (
+        f" until {time.strftime('%H:%M:%S', time.localtime(decision.expires))}"
+        if (decision.expires)
+        else ""
+    )
+    log.info(
+        "%s %s %s%s%s", decision.action.value, decision.src, decision.sequence or "",
+        f" {' '.join(decision.ports)}" if decision.ports else "", until, extra=extra,
+    )  # fmt: skip
+
+
+def _warn_about_namespaces() -> None:
+    try:
+        value = NF_LOG_ALL_NETNS.read_text().strip()
+    except OSError:
+        return
+    if value == "1":
+        log.warning(
+            "net.netfilter.nf_log_all_netns=1: any user who can create a network namespace "
+            "can make the kernel log lines with our prefix; set it to 0 unless you need it"
+        )
