@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .control import Request
 from .models import Decision
+from .pipeline import Counters
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -75,9 +76,8 @@ def _grant(grant: Any, now: float) -> dict[str, Any]:
 
 
 def _source(daemon: Daemon, runner: Any) -> dict[str, Any]:
-    counters = daemon.pipeline.by_source.get(runner.name)
-    data: dict[str, Any] = counters.as_json() if counters else {"lines": 0}
-    data["position"] = daemon.positions.get(runner.name)
+    data = (daemon.pipeline.by_source.get(runner.name) or Counters()).as_json()
+    data["position"] = daemon.positions.get(runner.name) or runner.position()
     data["failure"] = runner.failure.error if runner.failure else None
     return data
 
