@@ -95,12 +95,8 @@ class DaemonLab:
 
     def write_config(self, **settings: str) -> None:
         values = {"open_for": "3s", "hook_timeout": "2s", "ban_for": "1h"} | settings
-        self.config.write_text(
-            CONFIG.format(
-                log=self.log, state=self.root / "state", hooks=self.hooks, socket=self.socket,
-                **values,
-            )  # fmt: skip
-        )
+        paths = {"log": self.log, "state": self.root / "state", "hooks": self.hooks}
+        self.config.write_text(CONFIG.format(socket=self.socket, **paths, **values))
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFY_")}
