@@ -11,10 +11,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import __version__, cmd_check, cmd_control, cmd_patterns, cmd_replay, cmd_run
+from . import (
+    __version__,
+    cmd_check,
+    cmd_control,
+    cmd_knock,
+    cmd_patterns,
+    cmd_replay,
+    cmd_run,
+)
 from .errors import LogknockError, exit_code_for
 
-COMMAND_MODULES = (cmd_run, cmd_check, cmd_replay, cmd_control, cmd_patterns)
+COMMAND_MODULES = (cmd_run, cmd_check, cmd_replay, cmd_control, cmd_knock, cmd_patterns)
 
 
 def build_parser() -> argparse.ArgumentParser:
