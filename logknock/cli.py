@@ -15,6 +15,7 @@ from . import (
     __version__,
     cmd_check,
     cmd_control,
+    cmd_import,
     cmd_knock,
     cmd_patterns,
     cmd_replay,
@@ -22,7 +23,15 @@ from . import (
 )
 from .errors import LogknockError, exit_code_for
 
-COMMAND_MODULES = (cmd_run, cmd_check, cmd_replay, cmd_control, cmd_knock, cmd_patterns)
+COMMAND_MODULES = (
+    cmd_run,
+    cmd_check,
+    cmd_replay,
+    cmd_control,
+    cmd_knock,
+    cmd_import,
+    cmd_patterns,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
