@@ -209,7 +209,11 @@ class Daemon:
 
     def _hook_done(self, done: HookDone) -> None:
         result = done.result
-        if result is None or result.ok:
+        if result is None:
+            return
+        if result.ok:
+            if result.output:
+                log.info("hook %s %s: %s", result.hook, result.action, result.output)
             return
         self.dispatch.failures += 1
         self.dispatch.last_failure = f"{done.decision.action.value} {done.decision.src}: {result}"
