@@ -15,6 +15,8 @@ from . import (
     __version__,
     cmd_check,
     cmd_control,
+    cmd_demo,
+    cmd_firewall,
     cmd_import,
     cmd_knock,
     cmd_patterns,
@@ -29,7 +31,9 @@ COMMAND_MODULES = (
     cmd_replay,
     cmd_control,
     cmd_knock,
+    cmd_firewall,
     cmd_import,
+    cmd_demo,
     cmd_patterns,
 )
 
