@@ -11,10 +11,12 @@ import argparse
 import sys
 from typing import Any
 
+from . import firewall
 from .config import DEFAULT_PATH, load_with_marks
-from .config_check import ERROR, Finding, findings
+from .config_check import ERROR, WARNING, Finding, findings
 from .config_yaml import Marks
 from .errors import EXIT_OK, EXIT_UNUSABLE, ConfigError, PackError
+from .firewall import FirewallError
 from .packs import load_pack
 from .schema import Config
 
@@ -40,7 +42,17 @@ def run(args: argparse.Namespace) -> int:
         found = [Finding(ERROR, loc, message) for loc, message in exc.problems]
         return _report(path, found, None)
     found = findings(config, marks) + _pack_findings(config, marks)
+    found += _firewall_findings(config, marks)
     return _report(path, found, len(config.sequences))
+
+
+def _firewall_findings(config: Config, marks: Marks) -> list[Finding]:
+    """Rules and sequences that do not fit: from the config, and from the loaded table."""
+    try:
+        found = firewall.problems(config) + firewall.live_problems(config)
+    except FirewallError as exc:
+        found = [f"cannot read the loaded rules: {exc}"]
+    return [Finding(WARNING, marks("sequences"), f"firewall: {text}") for text in found]
 
 
 def _pack_findings(config: Config, marks: Marks) -> list[Finding]:
