@@ -247,3 +247,17 @@ def test_warnings_and_errors_split_the_findings(tmp_path: Path) -> None:
     loaded, marks = config.load_with_marks(path)
     assert [str(loc) for loc, _ in warnings(loaded, marks)] == [f"{path}:4:5"]
     assert [str(loc) for loc, _ in errors(loaded, marks)] == [f"{path}:6:1"]
+
+
+def test_check_warns_when_rules_and_sequences_do_not_fit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = tmp_path / "fit.yaml"
+    conf.write_text(
+        "sequences:\n  ssh:\n    knock: [7000/udp, 22/tcp, 9000/tcp]\n    open: [22/tcp]\n"
+        "    hook: /bin/true\n"
+    )
+    assert cli.main(["check", "--config", str(conf)]) == 0
+    assert (
+        "firewall: sequence 'ssh': knock port 22/tcp, a protected port" in capsys.readouterr().err
+    )
