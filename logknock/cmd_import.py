@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .config_values import duration
-from .errors import EXIT_OK, LogknockError, UsageError
+from .errors import EXIT_OK, UsageError
 from .knockd_hook import DEFAULT_MARK_DIR
 from .knockd_import import CONFIG_NAME, DEFAULT_OPEN_FOR, Conversion, convert, write_conversion
 
@@ -87,13 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command alone (`python -m logknock.cmd_import`), as the CLI would."""
     parser = argparse.ArgumentParser(prog="logknock")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["import-knockd", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        code: int = args.func(args)
-    except LogknockError as exc:
-        print(f"logknock: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return code
+    from .cli import run_command
+
+    return run_command(
+        parser.parse_args(["import-knockd", *(sys.argv[1:] if argv is None else argv)])
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from .client import send_sequence as send
 from .client_config import ClientSequence, default_path, load_client
 from .config_reader import suggest
 from .durations import format_duration, parse_duration
-from .errors import EXIT_FAILURE, EXIT_OK, LogknockError, UsageError, exit_code_for
+from .errors import EXIT_FAILURE, EXIT_OK, UsageError
 from .schema import Step
 from .totp import counter_at, totp_steps
 
@@ -207,17 +207,11 @@ def _reporter(args: argparse.Namespace) -> Callable[[Sent], None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m logknock.cmd_knock ...`: the command on its own."""
+    from .cli import run_command
+
     parser = argparse.ArgumentParser(prog="logknock knock")
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        code: int = args.func(args)
-    except LogknockError as exc:
-        print(f"logknock: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except (KeyboardInterrupt, BrokenPipeError) as exc:
-        return exit_code_for(exc)
-    return code
+    return run_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
