@@ -195,3 +195,19 @@ def test_an_untrusted_file_source_is_refused(lab: DaemonLab) -> None:
     with pytest.raises(AssertionError, match="exited 2"):
         lab.start()
     assert "kernel" in lab.stderr()
+
+
+def test_a_failing_source_is_reported_and_does_not_stop_the_others(lab: DaemonLab) -> None:
+    broken = lab.root / "a-directory"
+    broken.mkdir()
+    text = lab.config.read_text()
+    lab.config.write_text(
+        text.replace("prefix:", f"  - file: {broken}\n    trust: kernel-only\nprefix:", 1)
+    )
+    lab.start()
+    failure = wait_for(
+        lambda: lab.status()["sources"][f"file:{broken}"]["failure"], "the failure report"
+    )
+    assert "not a regular file" in failure
+    lab.knock("198.51.100.15", *SSH)
+    assert wait_for(lambda: runs(lab, "open"), "the open hook")[0]["src"] == "198.51.100.15"
