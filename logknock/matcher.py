@@ -26,8 +26,11 @@ name them):
 from __future__ import annotations
 
 import ipaddress
+import operator
 import re
-from collections.abc import Mapping
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from . import envelope as envelopes
 from .models import Envelope, Event, IPAddress, Match, Origin, Rejection
@@ -36,6 +39,11 @@ from .packs import Pack, Pattern
 MAX_LINE = 65536
 INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 PORT = re.compile(r"(?:0|[1-9][0-9]{0,4})\Z")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+DOTTED = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}\Z")  # what ipaddress takes, no leading zeros
+EXPLODED = re.compile(r"[0-9a-f]{4}(?::[0-9a-f]{4}){7}\Z")  # IPv6 as the kernel prints it
+EVENT_GROUPS = ("in", "out", "src", "dst", "proto", "spt", "dpt", "frag")
+SHAPES = 1024  # token shapes whose verdict a matcher remembers
 PORT_PROTOS = frozenset({"TCP", "UDP", "UDPLITE", "SCTP"})
 DEFAULT_PREFIX = "logknock: "
 
@@ -52,7 +60,11 @@ class Matcher:
         self.prefix = prefix or None
         self.envelope = envelope
         self.needle = (self.prefix.rstrip() if self.prefix else "IN=").encode()
+        self._ours = self.prefix.rstrip() if self.prefix else None
+        self._spec = pack.spec
         self._ranks = {key: n for n, key in enumerate(pack.checks.order)}
+        self._shapes: dict[tuple[str, ...], Rejection | None] = {}
+        self._patterns = tuple((p, *_group_reader(p)) for p in pack.patterns)
 
     def prefilter(self, raw: bytes) -> bool:
         """The cheap test every line pays: could this line be ours at all?"""
@@ -81,9 +93,9 @@ class Matcher:
         """Parse an envelope's kernel message; the envelope's origin is not judged here."""
         result = self._parse_message(env.message)
         if isinstance(result, Rejection):
-            return Match(env, None, result, pack=self.pack.spec)
+            return Match(env, None, result, pack=self._spec)
         event, pattern = result
-        return Match(env, event, None, pack=self.pack.spec, pattern=pattern.id)
+        return Match(env, event, None, pack=self._spec, pattern=pattern.id)
 
     def _parse_message(self, message: str) -> tuple[Event, Pattern] | Rejection:
         problem = self._check_message(message)
@@ -93,7 +105,7 @@ class Matcher:
         if header is None:
             return Rejection("no-header", "no 'IN=... OUT=... ' in the message")
         prefix, body = message[: header.start()], message[header.start() :].rstrip(" ") + " "
-        if self.prefix and prefix.rstrip() != self.prefix.rstrip():
+        if self._ours is not None and prefix.rstrip() != self._ours:
             return Rejection("foreign-prefix", repr(prefix))
         problem = self._check_body(body)
         if problem:
@@ -103,6 +115,8 @@ class Matcher:
     def _check_message(self, message: str) -> Rejection | None:
         if len(message) > self.pack.max_message:
             return Rejection("too-long", f"message of {len(message)} characters")
+        if message.isascii() and message.isprintable():
+            return None  # the fast answer: INVISIBLE's only ASCII characters are unprintable
         bad = INVISIBLE.search(message)
         if bad:
             return Rejection("control-char", f"U+{ord(bad.group()):04X} at {bad.start()}")
@@ -111,18 +125,33 @@ class Matcher:
     def _check_body(self, body: str) -> Rejection | None:
         if not body.isascii():
             return Rejection("non-ascii", "the kernel prints fields in ASCII")
-        if "TRUNCATED" in body.split(" "):
+        if " TRUNCATED " in body:  # a whole token: `body` starts with IN= and ends with " "
             return Rejection("truncated", "the kernel could not read the packet header")
-        return check_tokens(body, self.pack, self._ranks)
+        if "[" in body or "(" in body or "]" in body or ")" in body:
+            return check_tokens(body, self.pack, self._ranks)
+        return self._check_shape(tuple([t.partition("=")[0] for t in body.split(" ") if "=" in t]))
+
+    def _check_shape(self, keys: tuple[str, ...]) -> Rejection | None:
+        """`check_tokens` of a body without brackets depends only on its keys in order:
+        the verdict of each such shape is worked out once."""
+        try:
+            return self._shapes[keys]
+        except KeyError:
+            if len(self._shapes) >= SHAPES:
+                self._shapes.clear()
+            verdict = check_tokens(" ".join(key + "=" for key in keys), self.pack, self._ranks)
+            self._shapes[keys] = verdict
+            return verdict
 
     def _run_patterns(self, prefix: str, body: str) -> tuple[Event, Pattern] | Rejection:
-        for pattern in self.pack.patterns:
+        for pattern, names, pick in self._patterns:
             try:
                 found = pattern.compiled.match(body, timeout=self.pack.timeout)
             except TimeoutError:
                 return Rejection("timeout", f"pattern {pattern.id}")
             if found:
-                event = build_event(prefix, found.groupdict(), found.captures("tcpflags"))
+                groups = dict(zip(names, pick(found.groups()), strict=True))
+                event = build_event(prefix, groups, found.captures("tcpflags"))
                 return (event, pattern) if isinstance(event, Event) else event
         return self._diagnose(body)
 
@@ -137,6 +166,15 @@ class Matcher:
             if found is not None and found.partial:
                 return Rejection("truncated", f"ends early for pattern {pattern.id}")
         return Rejection("no-pattern", f"no pattern of {self.pack.spec} fits")
+
+
+def _group_reader(pattern: Pattern) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
+    """The event's groups a pattern has (the pack loader made sure of five at least), and
+    a function picking their values out of `match.groups()`: one call instead of a
+    `groupdict()`, the regex module giving all groups of one name one number."""
+    index = pattern.compiled.groupindex
+    names = tuple(name for name in EVENT_GROUPS if name in index)
+    return names, operator.itemgetter(*(index[name] - 1 for name in names))
 
 
 def check_tokens(body: str, pack: Pack, ranks: Mapping[str, int]) -> Rejection | None:
@@ -169,14 +207,16 @@ def build_event(
         return src
     if isinstance(dst, Rejection):
         return dst
-    if src.version != dst.version:
+    if type(src) is not type(dst):
         return Rejection("bad-address", "source and destination of different families")
     fragment = groups.get("frag") is not None
     # A non-first fragment has no transport header: whatever stands there is payload.
-    ports = [None if fragment else parse_port(groups.get(key)) for key in ("spt", "dpt")]
-    bad = next((p for p in ports if isinstance(p, Rejection)), None)
-    if bad:
-        return bad
+    spt = None if fragment else parse_port(groups.get("spt"))
+    if isinstance(spt, Rejection):
+        return spt
+    dpt = None if fragment else parse_port(groups.get("dpt"))
+    if isinstance(dpt, Rejection):
+        return dpt
     return Event(
         prefix=prefix,
         in_iface=groups["in"] or "",
@@ -184,8 +224,8 @@ def build_event(
         src=src,
         dst=dst,
         proto=groups["proto"] or "",
-        spt=ports[0] if isinstance(ports[0], int) else None,
-        dpt=ports[1] if isinstance(ports[1], int) else None,
+        spt=spt,
+        dpt=dpt,
         tcp_flags=frozenset("".join(flags).split()),
         fragment=fragment,
     )
@@ -194,6 +234,11 @@ def build_event(
 def parse_address(text: str | None) -> IPAddress | Rejection:
     if not text or "%" in text:
         return Rejection("bad-address", repr(text))
+    # The forms the kernel prints, read faster; the same values ipaddress gives them.
+    if DOTTED.match(text):
+        return ipaddress.IPv4Address(socket.inet_aton(text))
+    if EXPLODED.match(text):
+        return ipaddress.IPv6Address(int(text.replace(":", ""), 16))
     try:
         return ipaddress.ip_address(text)
     except ValueError:
@@ -203,9 +248,10 @@ def parse_address(text: str | None) -> IPAddress | Rejection:
 def parse_port(text: str | None) -> int | Rejection | None:
     if text is None:
         return None
-    if not PORT.match(text) or int(text) > 65535:
+    if not PORT.match(text):
         return Rejection("bad-port", repr(text))
-    return int(text)
+    port = int(text)
+    return port if port <= 65535 else Rejection("bad-port", repr(text))
 
 
 def _reject(code: str, detail: str) -> Match:

@@ -94,6 +94,11 @@ class Pipeline:
         knock = self._knock(match, record, counters)
         return self._count(self.tracker.feed(knock)) if knock else []
 
+    def count_lines(self, source: str, n: int) -> None:
+        """Lines a source read and left out itself: they hold no trace of our prefix."""
+        counters = self.by_source.get(source) or self._new_counters(source)
+        counters.lines += n
+
     def tick(self, now: float) -> list[Decision]:
         return self._count(self.tracker.tick(now))
 

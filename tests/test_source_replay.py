@@ -1,0 +1,63 @@
+"""The replay source: with the prefilter's needle it yields exactly the lines that
+hold it, numbered as in the file, and counts every other line."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from logknock.sources import replay
+from logknock.sources.replay import read_files
+
+NEEDLE = b"logknock:"
+
+# Lines from pieces that put the needle at line starts, ends, twice, cut in half.
+pieces = st.sampled_from([b"logknock: IN=", b"logknock:", b"log", b"knock:", b"x", b" ", b"\r"])
+lines = st.lists(pieces, max_size=6).map(b"".join)
+
+
+def read(path: Path, needle: bytes | None) -> tuple[list[tuple[str, bytes]], int]:
+    skipped: list[int] = []
+    records = read_files([str(path)], needle=needle, skipped=lambda _s, n: skipped.append(n))
+    got = [(r.position or "", r.data) for r in records]
+    return got, sum(skipped)
+
+
+@settings(max_examples=200)
+@given(st.lists(lines, max_size=30), st.booleans(), st.integers(min_value=1, max_value=40))
+def test_needle_lines_are_the_plain_lines_that_hold_it(
+    tmp_path_factory: pytest.TempPathFactory, body: list[bytes], final_newline: bool, chunk: int
+) -> None:
+    path = tmp_path_factory.mktemp("replay") / "log"
+    path.write_bytes(b"\n".join(body) + (b"\n" if final_newline and body else b""))
+    original = replay.CHUNK
+    replay.CHUNK = chunk  # small chunks: lines and needles cut at every place
+    try:
+        plain, _ = read(path, None)
+        found, skipped = read(path, NEEDLE)
+    finally:
+        replay.CHUNK = original
+    assert found == [(n, line) for n, line in plain if NEEDLE in line]
+    assert skipped + len(found) == len(plain)
+
+
+def test_lines_are_numbered_as_in_the_file_and_crlf_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    path.write_bytes(b"noise\r\nlogknock: a\r\n\nmore\nlogknock: b")
+    assert read(path, NEEDLE) == ([("2", b"logknock: a"), ("5", b"logknock: b")], 3)
+
+
+def test_gzip_files_are_read_too(tmp_path: Path) -> None:
+    path = tmp_path / "log.gz"
+    path.write_bytes(gzip.compress(b"a\nlogknock: x\nb\n"))
+    assert read(path, NEEDLE) == ([("2", b"logknock: x")], 2)
+
+
+def test_an_empty_file_has_no_lines(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    path.write_bytes(b"")
+    assert read(path, NEEDLE) == ([], 0)
