@@ -1,24 +1,11 @@
-"""Shared test fixtures: paths, and guards that no test leaks a thread."""
+"""Guards every test shares: none may leak a thread (paths live in testpaths.py)."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures"
-PATTERNS = ROOT / "patterns"
-
-
-def is_root() -> bool:
-    return os.geteuid() == 0
-
-
-needs_root = pytest.mark.skipif(not is_root(), reason="needs root (namespaces, kernel log)")
 
 
 @pytest.fixture(autouse=True)

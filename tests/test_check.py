@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, needs_root
+from testpaths import ROOT, needs_root
 
 from logknock import cli, config
 from logknock.config_check import ERROR, WARNING, errors, findings, warnings
@@ -123,14 +123,16 @@ def test_full_example_uses_every_key() -> None:
 def test_real_process(tmp_path: Path) -> None:
     """The installed `logknock` script, as an administrator runs it."""
     script = Path(sys.executable).parent / "logknock"
+    # Beside the interpreter in a venv; a package build has none there: use -m.
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "logknock"]
     good = subprocess.run(
-        [script, "check", "--config", EXAMPLES[0]], capture_output=True, text=True, check=False
+        [*command, "check", "--config", EXAMPLES[0]], capture_output=True, text=True, check=False
     )
     assert (good.returncode, good.stderr) == (0, "")
     assert "is usable (0 sequences, 0 warnings)" in good.stdout
     bad = write_config(tmp_path, "sequences: [ssh]\n")
     broken = subprocess.run(
-        [script, "check", "-c", bad], capture_output=True, text=True, check=False
+        [*command, "check", "-c", bad], capture_output=True, text=True, check=False
     )
     assert broken.returncode == 2
     assert f"{bad}:2:12: error: sequences must be a mapping" in broken.stderr

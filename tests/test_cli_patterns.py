@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, PATTERNS
+from testpaths import FIXTURES, PATTERNS
 
 from logknock.cli import main
 

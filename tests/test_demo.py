@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import needs_root
+from testpaths import needs_root
 
 from logknock.lab import list_namespaces
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from testpaths import FIXTURES
 
 from logknock import cmd_import, config
 from logknock.durations import format_duration

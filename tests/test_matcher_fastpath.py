@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from conftest import PATTERNS
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from testpaths import PATTERNS
 
 from logknock.matcher import INVISIBLE, Matcher, check_tokens, parse_address
 from logknock.models import Rejection

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, PATTERNS
+from testpaths import FIXTURES, PATTERNS
 
 from logknock.errors import PackError
 from logknock.fixtures import Case, CaseRunner, read_cases

@@ -23,7 +23,7 @@ sequences:
 T0 = 1795237459.92
 
 
-def setup(tmp_path: Path, hook: str = "/bin/true") -> Path:
+def make_config(tmp_path: Path, hook: str = "/bin/true") -> Path:
     (tmp_path / "hooks").mkdir()
     config = tmp_path / "logknock.yaml"
     config.write_text(CONFIG.format(root=tmp_path, hook=hook))
@@ -42,7 +42,7 @@ def knock_lines(src: str, start: float, gaps: tuple[float, ...] = (1.0, 1.0)) ->
 
 
 def test_replay_emits_open_and_the_close_up_to_the_last_record(tmp_path: Path) -> None:
-    config = setup(tmp_path)
+    config = make_config(tmp_path)
     lines = knock_lines("198.51.100.7", T0)
     lines.append(log_line("203.0.113.9", 9999, "UDP", T0 + 40))  # the clock moves on
     log = tmp_path / "kern.log"
@@ -60,7 +60,7 @@ def test_replay_emits_open_and_the_close_up_to_the_last_record(tmp_path: Path) -
 
 
 def test_replay_reads_several_files_and_envelopes(tmp_path: Path) -> None:
-    config = setup(tmp_path)
+    config = make_config(tmp_path)
     json_line = json.dumps(
         {
             "_TRANSPORT": "kernel",
@@ -78,7 +78,7 @@ def test_replay_reads_several_files_and_envelopes(tmp_path: Path) -> None:
 
 
 def test_a_too_slow_sequence_opens_nothing(tmp_path: Path) -> None:
-    config = setup(tmp_path)
+    config = make_config(tmp_path)
     log = tmp_path / "kern.log"
     log.write_text("\n".join(knock_lines("198.51.100.7", T0, gaps=(1.0, 9.0))) + "\n")
     done = replay("--config", str(config), "--json", str(log))
@@ -86,7 +86,7 @@ def test_a_too_slow_sequence_opens_nothing(tmp_path: Path) -> None:
 
 
 def test_kernel_only_ignores_text_lines(tmp_path: Path) -> None:
-    config = setup(tmp_path)
+    config = make_config(tmp_path)
     log = tmp_path / "kern.log"
     log.write_text("\n".join(knock_lines("198.51.100.7", T0)) + "\n")
     done = replay("--config", str(config), "--json", "--kernel-only", str(log))
@@ -95,7 +95,7 @@ def test_kernel_only_ignores_text_lines(tmp_path: Path) -> None:
 
 def test_run_hooks_runs_the_hook_with_the_decision(tmp_path: Path) -> None:
     hook = tmp_path / "hooks" / "record"
-    config = setup(tmp_path, hook=str(hook))
+    config = make_config(tmp_path, hook=str(hook))
     hook.write_text('#!/bin/sh\necho "$1 $LOGKNOCK_SRC $LOGKNOCK_PORTS" >> "$(dirname "$0")/ran"\n')
     hook.chmod(0o755)
     log = tmp_path / "kern.log"
@@ -111,7 +111,7 @@ def test_run_hooks_runs_the_hook_with_the_decision(tmp_path: Path) -> None:
 
 
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
-    done = replay("--config", str(setup(tmp_path)), str(tmp_path / "nope.log"))
+    done = replay("--config", str(make_config(tmp_path)), str(tmp_path / "nope.log"))
     assert done.returncode == 1 and "cannot read" in done.stderr and "Traceback" not in done.stderr
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, is_root
+from testpaths import ROOT, is_root
 
 from logknock.hooks import hook_environment, run_hook
 from logknock.lab import Lab, wait_until

@@ -219,16 +219,17 @@ class TrackerMachine(RuleBasedStateMachine):
         self.now += gap
         self.check(self.tracker.tick(self.now), self.model.tick(self.now))
 
-    def check(self, decisions: list[Decision], expected: list[Seen]) -> None:
+    def check(self, decisions: list[Decision], expected: list[Seen], note: bool = True) -> None:
         assert [d.at for d in decisions] == sorted(d.at for d in decisions)
         if self.compare:
             assert sorted(seen(decisions), key=str) == sorted(expected, key=str)
         for d in decisions:
-            self.follow(d)
+            self.follow(d, note)
 
-    def follow(self, d: Decision) -> None:
+    def follow(self, d: Decision, note: bool = True) -> None:
         """Opens and closes, bans and unbans, alternate per grant and per source."""
-        event(d.action.value)
+        if note:  # hypothesis 6.67 (Debian 12) refuses event() during teardown
+            event(d.action.value)
         grant = (d.src, d.sequence)
         if d.action is Action.OPEN:
             self.open.add(grant)  # a refresh leaves it open
@@ -249,7 +250,7 @@ class TrackerMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         """Far in the future, everything is closed and every ban has ended, each once."""
         self.now += 1000.0
-        self.check(self.tracker.tick(self.now), self.model.tick(self.now))
+        self.check(self.tracker.tick(self.now), self.model.tick(self.now), note=False)
         assert not self.open and not self.banned
         assert self.tracker.grants == () and self.tracker.bans == ()
 
