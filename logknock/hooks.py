@@ -26,8 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import sh
-
 from .models import Decision
 from .schema import Config
 
@@ -107,6 +105,8 @@ class _Output:
 
 def run_hook(path: Path, decision: Decision, now: float, timeout: float) -> HookResult:
     """Run one hook to completion or timeout; never raises for the hook's failures."""
+    import sh  # here, not at the top: `sh` costs ~50 ms of start-up every command would pay
+
     started, out, err = time.monotonic(), _Output(), _Output()
     try:
         proc = _start(path, decision, now, out, err)
@@ -119,6 +119,8 @@ def run_hook(path: Path, decision: Decision, now: float, timeout: float) -> Hook
 
 
 def _start(path: Path, decision: Decision, now: float, out: _Output, err: _Output) -> object:
+    import sh
+
     command = sh.Command(str(path))
     return command(
         decision.action.value,
@@ -137,6 +139,8 @@ def _start(path: Path, decision: Decision, now: float, out: _Output, err: _Outpu
 
 
 def _wait(proc: object, timeout: float) -> tuple[int | None, bool]:
+    import sh
+
     try:
         proc.wait(timeout=timeout)  # type: ignore[attr-defined]
     except sh.TimeoutException:
@@ -152,6 +156,8 @@ def _wait(proc: object, timeout: float) -> tuple[int | None, bool]:
 def _kill_group(proc: object) -> None:
     """Kill whatever is left of the hook's process group, then reap it and
     collect its output (a leftover child holding stdout open would block)."""
+    import sh
+
     # A new session: the group id is the hook's pid, even after it exited.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # type: ignore[attr-defined]
