@@ -10,6 +10,7 @@ their hooks run, and saves source positions. Signals only set flags.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import signal
 import threading
@@ -43,6 +44,7 @@ TICK = 0.25  # how often expiries are looked at, at most
 SAVE_POSITIONS_EVERY = 2.0
 DRIFT_LOG_EVERY = 60.0
 NF_LOG_ALL_NETNS = Path("/proc/sys/net/netfilter/nf_log_all_netns")
+JOURNAL_DIRS = (Path("/var/log/journal"), Path("/run/log/journal"))
 
 
 def load_config(path: str) -> Config:
@@ -145,6 +147,7 @@ class Daemon:
     def run(self) -> int:
         self._install_signals()
         _warn_about_namespaces()
+        _warn_about_journal(self.config)
         self._handle(self.pipeline.tick(time.time()))  # grants that expired while down
         self.dispatch.start(self.dispatch.resume())
         self._start_sources()
@@ -339,6 +342,19 @@ def _log_decision(decision: Decision) -> None:
         "%s %s %s%s%s", decision.action.value, decision.src, decision.sequence or "",
         f" {' '.join(decision.ports)}" if decision.ports else "", until, extra=extra,
     )  # fmt: skip
+
+
+def _warn_about_journal(config: Config) -> None:
+    """Without read access to the journal files the journal source reads nothing,
+    silently: say so at start."""
+    if not any(spec.kind == "journal" and spec.path is None for spec in config.sources):
+        return
+    for folder in JOURNAL_DIRS:
+        if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):
+            log.warning(
+                "cannot read the journal in %s: the journal source will see nothing; "
+                "run logknock as root or in group systemd-journal", folder
+            )  # fmt: skip
 
 
 def _warn_about_namespaces() -> None:
