@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ("throughput.py", "memory.py", "scaling.py")
+SCRIPTS = ("throughput.py", "memory.py", "scaling.py", "latency.py")
 
 
 def main(argv: list[str]) -> int:

@@ -37,7 +37,6 @@ from systemd import journal
 
 from ..errors import SourceError
 from ..models import LogRecord
-from .base import WAIT
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +44,11 @@ KERNEL_TRANSPORT = b"kernel"
 KERNEL_FACILITY = b"0"
 ENVELOPE = "journal-message"
 T = TypeVar("T")
+
+
+# journald wakes readers only when its coalescing timer fires (250 ms and
+# more), while the entry is in the files within a few ms: look every 20 ms.
+POLL = 0.02
 
 
 def _as_stored(value: T) -> T:
@@ -105,7 +109,7 @@ class JournalSource:
         try:
             while not stop.is_set():
                 yield from self._drain(reader, stop)
-                if not stop.is_set() and reader.wait(WAIT) == journal.INVALIDATE:
+                if not stop.is_set() and reader.wait(POLL) == journal.INVALIDATE:
                     reader.close()  # files were added or removed: start again from our cursor
                     reader = self._open()
                     self.reopened += 1
