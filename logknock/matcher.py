@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import envelope as envelopes
+from .matcher_literals import required_literals
 from .models import Envelope, Event, IPAddress, Match, Origin, Rejection
 from .packs import Pack, Pattern
 
@@ -42,8 +43,11 @@ PORT = re.compile(r"(?:0|[1-9][0-9]{0,4})\Z")
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 DOTTED = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}\Z")  # what ipaddress takes, no leading zeros
 EXPLODED = re.compile(r"[0-9a-f]{4}(?::[0-9a-f]{4}){7}\Z")  # IPv6 as the kernel prints it
+Reader = Callable[[str | None], Any]
+Read = Callable[[str | None, Reader], Any]
 EVENT_GROUPS = ("in", "out", "src", "dst", "proto", "spt", "dpt", "frag")
 SHAPES = 1024  # token shapes whose verdict a matcher remembers
+VALUES = 4096  # address and port texts whose reading a matcher remembers
 PORT_PROTOS = frozenset({"TCP", "UDP", "UDPLITE", "SCTP"})
 DEFAULT_PREFIX = "logknock: "
 
@@ -64,7 +68,8 @@ class Matcher:
         self._spec = pack.spec
         self._ranks = {key: n for n, key in enumerate(pack.checks.order)}
         self._shapes: dict[tuple[str, ...], Rejection | None] = {}
-        self._patterns = tuple((p, *_group_reader(p)) for p in pack.patterns)
+        self._patterns = tuple((p, *_group_reader(p), need) for p, need in _discriminators(pack))
+        self._values: dict[str, IPAddress | int | Rejection] = {}
 
     def prefilter(self, raw: bytes) -> bool:
         """The cheap test every line pays: could this line be ours at all?"""
@@ -144,16 +149,31 @@ class Matcher:
             return verdict
 
     def _run_patterns(self, prefix: str, body: str) -> tuple[Event, Pattern] | Rejection:
-        for pattern, names, pick in self._patterns:
+        for pattern, names, pick, need in self._patterns:
+            if need not in body:
+                continue  # text every match of the pattern holds is missing: it cannot match
             try:
                 found = pattern.compiled.match(body, timeout=self.pack.timeout)
             except TimeoutError:
                 return Rejection("timeout", f"pattern {pattern.id}")
             if found:
                 groups = dict(zip(names, pick(found.groups()), strict=True))
-                event = build_event(prefix, groups, found.captures("tcpflags"))
+                event = build_event(prefix, groups, found.captures("tcpflags"), self._read)
                 return (event, pattern) if isinstance(event, Event) else event
         return self._diagnose(body)
+
+    def _read(self, text: str | None, reader: Reader) -> Any:
+        """`reader(text)`, remembered: the destination and a source's other knocks
+        repeat the same texts. Readers are pure and their answers immutable."""
+        if text is None:
+            return reader(None)
+        key = text if reader is parse_address else "#" + text
+        value = self._values.get(key)
+        if value is None:
+            if len(self._values) >= VALUES:
+                self._values.clear()
+            value = self._values[key] = reader(text)
+        return value
 
     def _diagnose(self, body: str) -> Rejection:
         """No pattern fits: tell a cut-off line from one in a foreign format."""
@@ -166,6 +186,17 @@ class Matcher:
             if found is not None and found.partial:
                 return Rejection("truncated", f"ends early for pattern {pattern.id}")
         return Rejection("no-pattern", f"no pattern of {self.pack.spec} fits")
+
+
+def _discriminators(pack: Pack) -> list[tuple[Pattern, str]]:
+    """Each pattern with the longest text its matches hold that some other pattern's
+    need not ("" when there is none: the substring test then always passes)."""
+    needs = [required_literals(p.source, p.compiled.flags) for p in pack.patterns]
+    common = set.intersection(*map(set, needs)) if needs else set()
+    return [
+        (p, next((t for t in ts if t not in common), ""))
+        for p, ts in zip(pack.patterns, needs, strict=True)
+    ]
 
 
 def _group_reader(pattern: Pattern) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
@@ -199,10 +230,15 @@ def check_tokens(body: str, pack: Pack, ranks: Mapping[str, int]) -> Rejection |
     return Rejection("truncated", "quoted packet not closed") if depth else None
 
 
+def _plain(text: str | None, reader: Reader) -> Any:
+    return reader(text)
+
+
 def build_event(
-    prefix: str, groups: Mapping[str, str | None], flags: list[str]
+    prefix: str, groups: Mapping[str, str | None], flags: list[str], read: Read = _plain
 ) -> Event | Rejection:
-    src, dst = parse_address(groups["src"]), parse_address(groups["dst"])
+    """The event of a pattern's groups; `read(text, reader)` gives `reader(text)`."""
+    src, dst = read(groups["src"], parse_address), read(groups["dst"], parse_address)
     if isinstance(src, Rejection):
         return src
     if isinstance(dst, Rejection):
@@ -211,10 +247,10 @@ def build_event(
         return Rejection("bad-address", "source and destination of different families")
     fragment = groups.get("frag") is not None
     # A non-first fragment has no transport header: whatever stands there is payload.
-    spt = None if fragment else parse_port(groups.get("spt"))
+    spt = None if fragment else parse_port(groups.get("spt"))  # random: not worth remembering
     if isinstance(spt, Rejection):
         return spt
-    dpt = None if fragment else parse_port(groups.get("dpt"))
+    dpt = None if fragment else read(groups.get("dpt"), parse_port)
     if isinstance(dpt, Rejection):
         return dpt
     return Event(
