@@ -37,6 +37,7 @@ from .config_values import parse_step
 from .errors import ConfigError, Location, LogknockError, UsageError
 from .onetime import parse_one_time, parse_token
 from .schema import Step
+from .state import fsync_dir
 
 MAX_PAYLOAD = 1400  # stays below common path MTUs, so a knock is never fragmented
 _FAMILIES = {None: socket.AF_UNSPEC, 4: socket.AF_INET, 6: socket.AF_INET6}
@@ -273,7 +274,7 @@ def _replace(path: str, data: bytes, old: os.stat_result) -> None:
     except OSError as exc:
         os.unlink(temp)
         raise ConfigError([(Location(path), f"cannot mark the line used: {exc}")]) from None
-    _sync_folder(folder)
+    fsync_dir(folder)
 
 
 def _write_all(fd: int, data: bytes, old: os.stat_result) -> None:
@@ -284,11 +285,3 @@ def _write_all(fd: int, data: bytes, old: os.stat_result) -> None:
         out.write(data)
         out.flush()
         os.fsync(fd)
-
-
-def _sync_folder(folder: str) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

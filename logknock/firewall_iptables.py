@@ -24,7 +24,15 @@ import shlex
 from collections.abc import Iterator
 
 from .errors import UsageError
-from .firewall_model import IPTABLES_PREFIX_MAX, Plan, PortRange, Run, checked
+from .firewall_model import (
+    IPTABLES_PREFIX_MAX,
+    Plan,
+    PortRange,
+    Run,
+    checked,
+    comment_safe,
+    summary_comment,
+)
 
 RULES_CHAIN = "LOGKNOCK-RULES"
 LOG_CHAIN = "LOGKNOCK-LOG"
@@ -83,15 +91,13 @@ def apply(plan: Plan, run: Run, variant: str = "") -> None:
 
 
 def _header(plan: Plan) -> list[str]:
-    closed = "logged and dropped" if plan.log_closed else "left alone (--no-log-closed)"
-    services = " ".join(map(str, plan.services)) or "none"
     by_hand = [shlex.join(argv) for argv in ipset_commands()]
     by_hand += ["iptables-restore --noflush FILE && ip6tables-restore --noflush FILE"]
     by_hand += ["then, for IPv4 (for IPv6: ip6tables and LOGKNOCK6), unless already done:"]
     by_hand += ["iptables -N LOGKNOCK"]
     by_hand += [shlex.join(["iptables", *_add(into), *rule]) for into, rule in jumps("LOGKNOCK")]
     return [
-        f"# logknock firewall rules (iptables) for {_safe(plan.config_path)}",
+        f"# logknock firewall rules (iptables) for {comment_safe(plan.config_path)}",
         "# Rendered by `logknock firewall render --backend iptables`. One file for both",
         "# families: rules with -4 are read by iptables-restore only, -6 by ip6tables-restore.",
         "# `logknock firewall render --backend iptables --apply` loads it; by hand:",
@@ -100,17 +106,8 @@ def _header(plan: Plan) -> list[str]:
         f"# {RULES_CHAIN} and {LOG_CHAIN}: the grant ipsets and the hooks' chains LOGKNOCK",
         "# and LOGKNOCK6 keep their grants.",
         "#",
-        "# Sequences:",
-        *(f"#   {_safe(note)}" for note in plan.notes),
-        "#",
-        f"# Log lines: at most {plan.rate} (burst {plan.rate.burst}) per IPv4 address"
-        " and per IPv6 /64.",
-        f"# Closed ports (nothing listens): {closed}. Public services: {services}.",
+        *summary_comment(plan),
     ]
-
-
-def _safe(text: str) -> str:
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def _rule(match: str, comment: str, target: str, chain: str = RULES_CHAIN) -> str:

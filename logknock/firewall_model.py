@@ -223,3 +223,22 @@ def checked(run: Run, argv: Sequence[str], input: bytes | None = None) -> str:
         err = proc.stderr.decode(errors="replace").strip()
         raise FirewallError(f"{' '.join(argv)}: exit {proc.returncode}: {err}")
     return proc.stdout.decode(errors="replace")
+
+
+def comment_safe(text: str) -> str:
+    """Text fit for a `#` comment line: printable, no line breaks."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def summary_comment(plan: Plan) -> list[str]:
+    """The part of a rendered file's header both back ends share."""
+    closed = "logged and dropped" if plan.log_closed else "left alone (--no-log-closed)"
+    services = " ".join(map(str, plan.services)) or "none"
+    return [
+        "# Sequences:",
+        *(f"#   {comment_safe(note)}" for note in plan.notes),
+        "#",
+        f"# Log lines: at most {plan.rate} (burst {plan.rate.burst}) per IPv4 address"
+        " and per IPv6 /64.",
+        f"# Closed ports (nothing listens): {closed}. Public services: {services}.",
+    ]

@@ -12,7 +12,7 @@ still running.
 
 from __future__ import annotations
 
-from .firewall_model import Plan, PortRange, Run, checked
+from .firewall_model import Plan, PortRange, Run, checked, comment_safe, summary_comment
 
 TABLE = "inet logknock"
 INPUT_HOOK = "type filter hook input priority filter - 10; policy accept;"
@@ -42,11 +42,9 @@ def apply(plan: Plan, run: Run) -> None:
 
 
 def _header(plan: Plan) -> list[str]:
-    closed = "logged and dropped" if plan.log_closed else "left alone (--no-log-closed)"
-    services = " ".join(map(str, plan.services)) or "none"
     lines = [
         "#!/usr/sbin/nft -f",
-        f"# logknock firewall rules (nftables) for {_safe(plan.config_path)}",
+        f"# logknock firewall rules (nftables) for {comment_safe(plan.config_path)}",
         "# Rendered by `logknock firewall render`. Check with `nft -c -f FILE`, load with",
         "# `nft -f FILE` or `logknock firewall render --apply`.",
         "#",
@@ -59,20 +57,10 @@ def _header(plan: Plan) -> list[str]:
         "# accepts by default. Its accept cannot undo a drop in another chain: your own",
         "# rules must let the protected ports through; this chain drops them unless granted.",
         "#",
-        "# Sequences:",
-        *(f"#   {_safe(note)}" for note in plan.notes),
-        "#",
-        f"# Log lines: at most {plan.rate} (burst {plan.rate.burst}) per IPv4 address"
-        " and per IPv6 /64.",
-        f"# Closed ports (nothing listens): {closed}. Public services: {services}.",
+        *summary_comment(plan),
         "",
     ]
     return lines
-
-
-def _safe(text: str) -> str:
-    """Text fit for a `#` comment line: printable, no line breaks."""
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def _declare() -> list[str]:

@@ -111,7 +111,7 @@ class StateFile:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
 
     def quarantine(self) -> Path:
         """Move an unusable state file aside, keeping it for the operator."""
@@ -126,7 +126,8 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a rename in `path` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
