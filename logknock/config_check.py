@@ -53,6 +53,7 @@ def findings(config: Config, marks: Marks, *, uid: int | None = None) -> list[Fi
         found += _knock(sequence, config, marks)
         found += _files(sequence, marks, owner)
     found += _begins_with_other(config, marks)
+    found += _closer_repeats_last_step(config, marks)
     found += _hooks(config, marks, owner)
     return sorted(found, key=lambda f: (f.loc.path, f.loc.line or 0, f.loc.column or 0))
 
@@ -194,6 +195,21 @@ def _begins_with_other(config: Config, marks: Marks) -> Iterator[Finding]:
                     f"begins with the whole knock of '{short.name}': knocking it completes "
                     f"'{short.name}' on the way",
                 )
+
+
+def _closer_repeats_last_step(config: Config, marks: Marks) -> Iterator[Finding]:
+    """A close sequence whose first step is its opener's last: knocked right after
+    the open, that first step is taken for a duplicate of the last and ignored."""
+    for closer in config.sequences:
+        opener = config.sequence(closer.closes) if closer.closes else None
+        if opener and opener.knock and closer.knock and closer.knock[0] == opener.knock[-1]:
+            yield Finding(
+                WARNING,
+                marks(f"sequences.{closer.name}.knock"),
+                f"starts with {closer.knock[0]}, the last step of '{opener.name}': within "
+                f"duplicate_window ({config.duplicate_window:g}s) of opening it counts as a "
+                "repeat and is ignored; knock it later or start with another port",
+            )
 
 
 def _hooks(config: Config, marks: Marks, uid: int) -> Iterator[Finding]:
