@@ -232,10 +232,10 @@ class Daemon:
 
     # -- state --------------------------------------------------------------------
 
-    def _save(self) -> None:
+    def _save(self, durable: bool = True) -> None:
         """Write the state file (callers hold the lock)."""
         try:
-            self.state_file.save(self.state)
+            self.state_file.save(self.state, durable)
         except OSError as exc:
             log.error("cannot save state to %s: %s", self.state_file.path, exc)
 

@@ -48,7 +48,7 @@ class Dispatch:
         self,
         config: Config,
         state: State,
-        save: Callable[[], None],
+        save: Callable[[bool], None],
         lock: threading.Lock,
         *,
         notify: Callable[[HookDone], None],
@@ -130,13 +130,13 @@ class Dispatch:
         """On a worker thread: mark running, run, return the result."""
         decision: Decision = job.payload
         path = self._hook_path(decision)
+        if path is None:
+            return None  # nothing to run: _done settles the journal entry
         with self.lock:
             if job.id not in self.state.pending:
                 return None  # superseded while it waited
             self.state.pending[job.id].phase = "running"
-            self.save()
-        if path is None:
-            return None
+            self.save(False)  # survives kill -9; see logknock.state on power loss
         return self._execute(path, decision)
 
     def _execute(self, path: str, decision: Decision) -> HookResult:
@@ -158,5 +158,5 @@ class Dispatch:
                     pending.phase, pending.attempts = "queued", pending.attempts + 1
                 else:
                     del self.state.pending[job.id]
-                self.save()
+                self.save(False)  # a lost removal only makes a close run twice
         self.notify(HookDone(job, decision, result))

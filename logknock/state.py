@@ -13,6 +13,11 @@ finished. At restart a queued decision runs normally; a running open is not
 run again (no hook twice for one decision: the grant stands and its close
 comes at expiry); a running close is run again, because a port must never stay
 open past its expiry and closing is idempotent.
+
+The move to `running` is written without fsync: it must survive kill -9,
+which it does (the rename is in the page cache), while after a power loss
+the firewall's own state is gone too, and running the open again is harmless.
+Every decision itself is written durably before its hook starts.
 """
 
 from __future__ import annotations
@@ -96,13 +101,16 @@ class StateFile:
         except (ValueError, TypeError, KeyError) as exc:
             raise StateError(f"{self.path}: not a logknock state file: {exc}") from exc
 
-    def save(self, state: State) -> None:
+    def save(self, state: State, durable: bool = True) -> None:
+        """Replace the file atomically. `durable=False` skips the fsyncs: the new
+        state survives a crash of the process (kill -9), not a power loss."""
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = state.to_json().encode()
         fd, tmp = tempfile.mkstemp(prefix=".state.", dir=self.dir)
         try:
             _write_all(fd, data)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         try:
@@ -111,7 +119,8 @@ class StateFile:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        fsync_dir(self.dir)
+        if durable:
+            fsync_dir(self.dir)
 
     def quarantine(self) -> Path:
         """Move an unusable state file aside, keeping it for the operator."""
