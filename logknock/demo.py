@@ -17,13 +17,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
 from .errors import LogknockError
-from .lab import KernelLog, Lab, nf_log_all_netns
+from .lab import KernelLog, Lab, nf_log_all_netns, wait_until
 
 PREFIX = "lkdemo: "
 PROTECTED = 2222
@@ -125,10 +125,10 @@ def _story(lab: Lab, root: Path, say: Narrator) -> int:
         with _daemon(lab, config, say), KernelLog() as kernel:
             for step in STEPS:
                 _knock(lab, step, kernel, say)
-            _wait(lambda: _connects(lab), "the grant", 10)
+            wait_until(lambda: _connects(lab), "the grant", 10)
             say(f"connection to {PROTECTED}/tcp accepted: the port is open for the client only")
             say(f"waiting for the grant to expire ({OPEN_FOR}s)")
-            _wait(lambda: not _connects(lab), "the close", OPEN_FOR + 10)
+            wait_until(lambda: not _connects(lab), "the close", OPEN_FOR + 10)
             _expect_closed(lab, say, "after open_for")
     say("tearing down: namespaces, daemon, temporary files")
     return 0
@@ -155,15 +155,6 @@ def _expect_closed(lab: Lab, say: Narrator, when: str) -> None:
     say(f"connection to {PROTECTED}/tcp refused {when}, as it should be")
 
 
-def _wait(check: Callable[[], bool], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise DemoError(f"timed out waiting for {what}")
-
-
 @contextmanager
 def _background(lab: Lab, ns: str, argv: list[str]) -> Iterator[None]:
     proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=subprocess.DEVNULL)
@@ -181,7 +172,7 @@ def _daemon(lab: Lab, config: str, say: Narrator) -> Iterator[None]:
     reader = threading.Thread(target=_narrate_daemon, args=(proc, say), daemon=True)
     reader.start()
     try:
-        _wait(lambda: Path(config).with_name("control").exists(), "the daemon", 15)
+        wait_until(lambda: Path(config).with_name("control").exists(), "the daemon", 15)
         say("daemon running in the server namespace, reading /dev/kmsg")
         yield
     finally:

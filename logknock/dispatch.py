@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import heapq
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from .hooks import HookResult, hook_problem, resolve_hook, run_hook
+from .hooks import HookResult, hook_for, run_checked
 from .models import Action, Decision
 from .scheduler import HookScheduler, Job
 from .schema import Config
@@ -120,16 +119,10 @@ class Dispatch:
             del self.state.pending[pending_id]
         self.scheduler.cancel(key, keep=lambda job: job.id not in stale)
 
-    def _hook_path(self, decision: Decision) -> str | None:
-        sequence = self.config.sequence(decision.sequence) if decision.sequence else None
-        if sequence is None or sequence.hook is None:
-            return None
-        return str(resolve_hook(sequence.hook, self.config.hooks_dir))
-
     def _run(self, job: Job) -> HookResult | None:
         """On a worker thread: mark running, run, return the result."""
         decision: Decision = job.payload
-        path = self._hook_path(decision)
+        path = hook_for(self.config, decision)
         if path is None:
             return None  # nothing to run: _done settles the journal entry
         with self.lock:
@@ -137,15 +130,7 @@ class Dispatch:
                 return None  # superseded while it waited
             self.state.pending[job.id].phase = "running"
             self.save(False)  # survives kill -9; see logknock.state on power loss
-        return self._execute(path, decision)
-
-    def _execute(self, path: str, decision: Decision) -> HookResult:
-        from pathlib import Path
-
-        problem = hook_problem(Path(path), (0, os.geteuid()))
-        if problem:
-            return HookResult(path, decision.action.value, None, False, "", 0.0, problem)
-        return run_hook(Path(path), decision, time.time(), self.config.hook_timeout)
+        return run_checked(path, decision, time.time(), self.config.hook_timeout)
 
     def _done(self, job: Job, result: HookResult | None) -> None:
         """On a worker thread: settle the journal entry, then tell the main loop."""

@@ -165,6 +165,22 @@ def _kill_group(proc: object) -> None:
         proc.process.wait()  # type: ignore[attr-defined]
 
 
+def hook_for(config: Config, decision: Decision) -> Path | None:
+    """The hook configured for a decision's sequence, or None (bans, closes: sequences)."""
+    sequence = config.sequence(decision.sequence) if decision.sequence else None
+    if sequence is None or sequence.hook is None:
+        return None
+    return resolve_hook(sequence.hook, config.hooks_dir)
+
+
+def run_checked(path: Path, decision: Decision, now: float, timeout: float) -> HookResult:
+    """Run a hook that passes `hook_problem`; a refused one is a failed result."""
+    problem = hook_problem(path, (0, os.geteuid()))
+    if problem:
+        return HookResult(str(path), decision.action.value, None, False, "", 0.0, problem)
+    return run_hook(path, decision, now, timeout)
+
+
 class HookRunner:
     """Runs the hook configured for each decision (synchronously, for replay)."""
 
@@ -172,21 +188,11 @@ class HookRunner:
         self.config = config
         self.log = log
 
-    def hook_for(self, decision: Decision) -> Path | None:
-        sequence = self.config.sequence(decision.sequence) if decision.sequence else None
-        if sequence is None or sequence.hook is None:
-            return None
-        return resolve_hook(sequence.hook, self.config.hooks_dir)
-
     def run_now(self, decision: Decision) -> HookResult | None:
-        path = self.hook_for(decision)
+        path = hook_for(self.config, decision)
         if path is None:
             return None
-        problem = hook_problem(path, (0, os.geteuid()))
-        if problem:
-            self.log(f"hook refused: {problem}")
-            return None
-        result = run_hook(path, decision, decision.at, self.config.hook_timeout)
+        result = run_checked(path, decision, decision.at, self.config.hook_timeout)
         if not result.ok:
             self.log(f"hook {path} {decision.action.value} failed: {result}")
         return result
