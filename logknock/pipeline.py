@@ -14,12 +14,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
+from . import envelope as envelopes
+from .fastlane import FastLane
 from .matcher import Matcher
 from .models import Decision, Event, Knock, LogRecord, Match, Origin, Rejection
 from .tracker import Tracker
 
-KNOCK_PROTOS = {"TCP": "tcp", "UDP": "udp"}
 DRIFT_CODES = frozenset({"no-pattern", "truncated"})
+SYSLOG_KINDS = frozenset({"auto", "syslog"})  # envelopes whose lines the fast lane reads whole
 
 
 @dataclass
@@ -53,10 +55,7 @@ class Counters:
 
 def to_knock(event: Event, at: float) -> Knock | None:
     """An event is a knock when it is TCP or UDP with a destination port."""
-    proto = KNOCK_PROTOS.get(event.proto)
-    if proto is None or event.dpt is None or event.fragment:
-        return None
-    return Knock(event.src, event.dst, proto, event.dpt, at, event.tcp_flags)
+    return Knock.of_event(event, at)
 
 
 class Pipeline:
@@ -65,6 +64,8 @@ class Pipeline:
     `max_age`: records older than this many seconds (by the wall clock when
     read) are counted and skipped, so a restart never acts on old knocks.
     `require_proof`: act only on lines whose envelope proves the kernel.
+    `fast`: read the common lines through the fast lane (`logknock.fastlane`);
+    the answers are the same, only slower without it.
     """
 
     def __init__(
@@ -76,6 +77,7 @@ class Pipeline:
         max_age: float | None = None,
         on_drift: Callable[[LogRecord, Rejection], None] | None = None,
         wallclock: Callable[[], float] = time.time,
+        fast: bool = True,
     ) -> None:
         self.matcher, self.tracker = matcher, tracker
         self.require_proof, self.max_age = require_proof, max_age
@@ -83,6 +85,7 @@ class Pipeline:
         self.by_source: dict[str, Counters] = {}
         self.decisions: Counter[str] = Counter()
         self.clock = 0.0  # the newest record time seen
+        self.lane = FastLane.for_matcher(matcher) if fast else None
 
     def feed(self, record: LogRecord) -> list[Decision]:
         counters = self.by_source.get(record.source) or self._new_counters(record.source)
@@ -90,8 +93,12 @@ class Pipeline:
         if not self.matcher.prefilter(record.data):
             return []
         counters.prefix_hits += 1
-        match = self.matcher.match(record.data, record.trusted, record.envelope)
-        knock = self._knock(match, record, counters)
+        fast = self._fast(record) if self.lane else None
+        if fast is not None:
+            knock = self._admit(fast[0], fast[1], record, counters)
+        else:
+            match = self.matcher.match(record.data, record.trusted, record.envelope)
+            knock = self._knock(match, record, counters)
         return self._count(self.tracker.feed(knock)) if knock else []
 
     def count_lines(self, source: str, n: int) -> None:
@@ -100,6 +107,8 @@ class Pipeline:
         counters.lines += n
 
     def tick(self, now: float) -> list[Decision]:
+        if self.lane:
+            self.lane.forget()
         return self._count(self.tracker.tick(now))
 
     def total(self) -> Counters:
@@ -116,18 +125,43 @@ class Pipeline:
         if match.event is None:
             self._rejected(match, record, counters)
             return None
+        origin = match.envelope.origin if match.envelope else Origin.UNKNOWN
+        at = _time_of(match, record, self.clock)
+        return self._admit(origin, Knock.of_event(match.event, at), record, counters)
+
+    def _admit(
+        self, origin: Origin, knock: Knock | None, record: LogRecord, counters: Counters
+    ) -> Knock | None:
+        """A parsed line's knock, if its origin is trusted and it is recent enough."""
         counters.parsed += 1
-        if not _trusted(match, record, self.require_proof):
+        if not _trusted(origin, record, self.require_proof):
             counters.untrusted += 1
             return None
-        at = _time_of(match, record, self.clock)
-        if self.max_age is not None and self.wallclock() - at > self.max_age:
+        if knock is None:
+            return None
+        if self.max_age is not None and self.wallclock() - knock.at > self.max_age:
             counters.too_old += 1
             return None
-        self.clock = max(self.clock, at)
-        knock = to_knock(match.event, at)
-        counters.knocks += knock is not None
+        self.clock = max(self.clock, knock.at)
+        counters.knocks += 1
         return knock
+
+    def _fast(self, record: LogRecord) -> tuple[Origin, Knock] | None:
+        """The fast lane's reading of a record: its origin and knock, or None."""
+        assert self.lane is not None
+        try:
+            text = record.data.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        if record.envelope in SYSLOG_KINDS and text[:1] != "{":
+            knock = self.lane.syslog_line(text, record.at)
+            return (Origin.UNKNOWN, knock) if knock else None
+        env = envelopes.parse(text, record.envelope, trusted=record.trusted)
+        if isinstance(env, Rejection) or env.origin is Origin.NOT_KERNEL:
+            return None
+        at = record.at if record.at is not None else env.at
+        knock = self.lane.message(env.message, self.clock if at is None else at)
+        return (env.origin, knock) if knock else None
 
     def _rejected(self, match: Match, record: LogRecord, counters: Counters) -> None:
         rejection = match.rejection or Rejection("unknown")
@@ -141,7 +175,7 @@ class Pipeline:
         return decisions
 
 
-def _trusted(match: Match, record: LogRecord, require_proof: bool) -> bool:
+def _trusted(origin: Origin, record: LogRecord, require_proof: bool) -> bool:
     """Trust comes from the source; the envelope can only take it away.
 
     A record from an untrusted source never acts, whatever its text claims (a
@@ -149,7 +183,6 @@ def _trusted(match: Match, record: LogRecord, require_proof: bool) -> bool:
     source, a line acts unless its envelope proves another writer, or, with
     `require_proof`, unless it fails to prove the kernel.
     """
-    origin = match.envelope.origin if match.envelope else Origin.UNKNOWN
     if not record.trusted or origin is Origin.NOT_KERNEL:
         return False
     return origin is Origin.KERNEL or not require_proof

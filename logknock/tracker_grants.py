@@ -52,6 +52,7 @@ class Grants:
             return True
         self._quiet[key] = at
         self._quiet.move_to_end(key)
+        self._forget_quiet(now)
         return False
 
     def open(self, key: GrantKey, state: GrantState) -> Decision:
@@ -80,8 +81,7 @@ class Grants:
 
     def expire(self, now: float) -> list[Decision]:
         """Close the grants whose expiry is at or before `now`, each at its expiry."""
-        while self._quiet and now - next(iter(self._quiet.values())) >= REFRESH:
-            self._quiet.popitem(last=False)
+        self._forget_quiet(now)
         closed: list[Decision] = []
         while self._due and self._due[0][0] <= now:
             due, key = heapq.heappop(self._due)
@@ -95,9 +95,14 @@ class Grants:
         return closed
 
     def next_due(self) -> float:
-        """When `expire` can next have something to do."""
-        due = self._due[0][0] if self._due else math.inf
-        return min(due, next(iter(self._quiet.values())) + REFRESH) if self._quiet else due
+        """When `expire` can next close something. Forgetting old completions is
+        housekeeping, done on the way (`quiet`, `expire`): it never calls for a sweep."""
+        return self._due[0][0] if self._due else math.inf
+
+    def _forget_quiet(self, now: float) -> None:
+        """Drop completions REFRESH or more before `now`: they quiet nothing any more."""
+        while self._quiet and now - next(iter(self._quiet.values())) >= REFRESH:
+            self._quiet.popitem(last=False)
 
     def _queue(self, key: GrantKey, grant: _Grant) -> None:
         grant.queued = grant.expires

@@ -64,6 +64,7 @@ class Guard:
             return self.ban(key, src, at)
         keep = recent[len(recent) - self.policy.max_failures + 1 :]
         self._failures[key] = (keep, last_stamp if stamp is None else stamp)
+        self._forget_stale(now)
         if len(self._failures) > self.limit:
             self._failures.popitem(last=False)
         return []
@@ -90,17 +91,18 @@ class Guard:
             if ban is not None and ban.until == until:
                 del self._bans[key]
                 lifted.append(Decision(until, Action.UNBAN, ban.src))
-        while self._failures and self._is_stale(next(iter(self._failures.values()))[0], now):
-            self._failures.popitem(last=False)
+        self._forget_stale(now)
         return lifted
 
     def next_due(self) -> float:
-        """When `expire` can next have something to do."""
-        due = self._ends[0][0] if self._ends else math.inf
-        if self._failures:
-            times = next(iter(self._failures.values()))[0]
-            due = min(due, max(times, default=-math.inf) + self.policy.window)
-        return due
+        """When `expire` can next lift a ban. Forgetting stale failure records is
+        housekeeping, done on the way (`fail`, `expire`): it never calls for a sweep."""
+        return self._ends[0][0] if self._ends else math.inf
+
+    def _forget_stale(self, now: float) -> None:
+        """Drop the records updated longest ago while no failure of theirs counts any more."""
+        while self._failures and self._is_stale(next(iter(self._failures.values()))[0], now):
+            self._failures.popitem(last=False)
 
     def _is_stale(self, times: tuple[float, ...], now: float) -> bool:
         """Whether no failure of a record counts any more: pruning it changes nothing."""

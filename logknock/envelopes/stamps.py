@@ -38,7 +38,7 @@ class BadTime(ValueError):
     """A timestamp that names no real moment (February 30, hour 25, ...)."""
 
 
-def _fraction(digits: str | None) -> float:
+def fraction_of(digits: str | None) -> float:
     return int(digits) / 10 ** len(digits) if digits else 0.0
 
 
@@ -91,7 +91,7 @@ def yearless(
     """'Nov 21 05:04:17.123456' (traditional syslog): local time in `year` or a guessed one."""
     date = (_month(month), day, *_clock(clock))
     if year is not None:
-        return _moment((year, *date), None) + _fraction(fraction)
+        return _moment((year, *date), None) + fraction_of(fraction)
     now = time.time() if now is None else now
     this_year = time.localtime(now).tm_year
     try:
@@ -100,7 +100,7 @@ def yearless(
         at = now + 2 * FUTURE_SLACK
     if at > now + FUTURE_SLACK:
         at = _moment((this_year - 1, *date), None)
-    return at + _fraction(fraction)
+    return at + fraction_of(fraction)
 
 
 def iso(text: str) -> float:
@@ -112,7 +112,7 @@ def iso(text: str) -> float:
     if secs > 59:
         raise BadTime(f"no such time: {text!r}")
     local = _local_zone() if m[4] is None else None
-    return _iso_minute(m[1], m[4], local) + secs + _fraction(m[3])
+    return _iso_minute(m[1], m[4], local) + secs + fraction_of(m[3])
 
 
 @functools.lru_cache(maxsize=256)

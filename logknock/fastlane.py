@@ -1,0 +1,225 @@
+"""The fast lane: the common kernel knock line read in one regex, same answer as the matcher.
+
+Most lines with our prefix have one of a handful of shapes: a TCP or UDP
+packet, IPv4 or IPv6, with or without MAC=, DF, SEQ=/ACK=, UID=/GID=, MARK=,
+logged by the kernel in syslog text (RFC 3339 or traditional timestamp, tag
+`kernel:`) or inside another envelope (kmsg, journal). The matcher answers such
+a line through an envelope parser, a header search, token checks, the pack's
+pattern and an `Event`; the fast lane reads it with one strict, anchored
+regex and hands the tracker a `Knock` straight away.
+
+It only ever *accepts* lines: anything it cannot vouch for (another shape,
+another envelope, a value the matcher would reject, a prefix it cannot
+anchor) gets `None`, and the caller asks the matcher. So the fast lane may
+be narrower than the matcher but never wider, and for what it accepts it
+must give the matcher's knock. Three things hold it there:
+
+- every value it passes on goes through the matcher's own readers
+  (`parse_address`, the port bound) and the envelope's own time functions;
+- it is built only for packs it was proven against (`netfilter` 1.x, whose
+  patterns accept every line the regex below does and whose token checks pass
+  its fixed key order), and at construction it runs a sample of each shape
+  through both paths and stays off if any answer differs;
+- tests/test_fastlane.py feeds it every fixture line and lines generated from
+  its own regex (hypothesis), and compares with the matcher.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TypeVar
+
+from .envelopes import stamps
+from .matcher import Matcher, parse_address
+from .models import Envelope, IPAddress, Knock, Origin
+
+PROVEN_PACKS = {"netfilter": "1"}  # pack name -> major versions the lane is proven against
+MAX_FAST_LINE = 1024  # longer lines take the matcher's way, with its size checks
+FLAG_SETS = 64  # distinct TCP flag texts remembered
+ADDRESSES = 4096  # address texts remembered (a source sends several knocks)
+STAMPS = 256  # timestamp texts remembered
+
+_IFNAME = r"[A-Za-z0-9_.@+-]{0,15}"
+_NUM = r"[0-9]{1,10}"
+_PORTS = r"SPT=(?P<spt>0|[1-9][0-9]{0,4}) DPT=(?P<dpt>0|[1-9][0-9]{0,4}) "
+TCP_FLAGS = ("AE", "CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN")  # the kernel's order
+_FLAGS = "".join(f"(?:{flag} )?" for flag in TCP_FLAGS)
+_BODY = (
+    rf"IN={_IFNAME} OUT={_IFNAME} (?:MAC=(?:[0-9a-f]{{2}}(?::[0-9a-f]{{2}}){{0,39}})? )?"
+    r"(?:SRC=(?P<src>[0-9.]{7,15}) DST=(?P<dst>[0-9.]{7,15}) "
+    rf"LEN={_NUM} TOS=0x[0-9A-F]{{2}} PREC=0x[0-9A-F]{{2}} TTL={_NUM} ID={_NUM} (?:CE )?(?:DF )?"
+    r"|SRC=(?P<src6>[0-9a-f:]{39}) DST=(?P<dst6>[0-9a-f:]{39}) "
+    rf"LEN={_NUM} TC={_NUM} HOPLIMIT={_NUM} FLOWLBL={_NUM} )"
+    rf"PROTO=(?:(?P<tcp>TCP)|UDP) {_PORTS}(?(tcp)(?:SEQ={_NUM} ACK={_NUM} )?WINDOW={_NUM} "
+    rf"RES=0x[0-9a-f]{{2}} (?P<flags>{_FLAGS})URGP={_NUM} |LEN={_NUM} )"
+    rf"(?:UID={_NUM} GID={_NUM} )?(?:MARK=0x[0-9a-f]{{1,8}} )?"
+)
+_ISO = r"(?P<iso>[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}):(?P<isec>[0-9]{2})"
+_TRAD = r"(?P<trad>[A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:[0-9]{2}):(?P<tsec>[0-9]{2})"
+_FRACTION = r"(?:\.(?P<fraction>[0-9]{1,9}))?"
+_SYSLOG = (
+    rf"(?:{_ISO}|{_TRAD}){_FRACTION}(?(iso)(?P<zone>Z|[+-][0-9]{{2}}:?[0-9]{{2}})?) "
+    r"[!-~]{1,255} kernel: (?:\[ *[0-9]{1,12}\.[0-9]{1,9}\] )?"
+)
+
+
+class FastLane:
+    """Knocks from the common lines of one matcher's pack and prefix; see the module doc.
+
+    `for_matcher` gives None when the lane cannot be proven for that matcher.
+    `syslog_line(text)` reads a whole syslog line; `message(text, at)` a kernel
+    message some other envelope carried. Both return None for "ask the matcher".
+    """
+
+    def __init__(self, prefix: str) -> None:
+        escaped = re.escape(prefix)
+        self.message_pattern = re.compile(escaped + _BODY, re.ASCII)
+        self.line_pattern = re.compile(_SYSLOG + escaped + _BODY, re.ASCII)
+        self._message = self.message_pattern.fullmatch
+        self._line = self.line_pattern.fullmatch
+        self._flags: dict[str, frozenset[str]] = {}
+        self._addresses: dict[str, IPAddress | None] = {}
+        self._stamps: dict[str, float | None] = {}
+
+    @classmethod
+    def for_matcher(cls, matcher: Matcher) -> FastLane | None:
+        prefix, pack = matcher.prefix, matcher.pack
+        if not prefix or not _anchorable(prefix):
+            return None
+        if PROVEN_PACKS.get(pack.name) != pack.version.split(".")[0]:
+            return None
+        lane = cls(prefix)
+        return lane if lane.agrees_with(matcher) else None
+
+    def syslog_line(self, text: str, at: float | None = None) -> Knock | None:
+        """A whole syslog line from tag `kernel:`; `at` overrides the line's own time."""
+        if len(text) > MAX_FAST_LINE:
+            return None
+        m = self._line(_spaced(text))
+        if m is None:
+            return None
+        if at is None:
+            at = self._seconds(m)
+            if at is None:
+                return None
+        return self._knock(m, at)
+
+    def message(self, text: str, at: float) -> Knock | None:
+        """A kernel message (the envelope already judged and stripped) at time `at`."""
+        if len(text) > MAX_FAST_LINE:
+            return None
+        m = self._message(_spaced(text))
+        return None if m is None else self._knock(m, at)
+
+    def agrees_with(self, matcher: Matcher) -> bool:
+        """Whether the matcher reads every sample shape as this lane does."""
+        for body in sample_bodies():
+            message = matcher.prefix + body if matcher.prefix else body
+            mine = self.message(message, 0.0)
+            event = matcher.match_envelope(Envelope("raw", Origin.UNKNOWN, message)).event
+            theirs = Knock.of_event(event, 0.0) if event else None
+            if mine is None or mine != theirs:
+                return False
+        return True
+
+    def _knock(self, m: re.Match[str], at: float) -> Knock | None:
+        src, dst = self._address(m["src"] or m["src6"]), self._address(m["dst"] or m["dst6"])
+        spt, dpt = int(m["spt"]), int(m["dpt"])
+        if src is None or dst is None or spt > 65535 or dpt > 65535:
+            return None
+        if m["tcp"]:
+            return Knock(src, dst, "tcp", dpt, at, self._flag_set(m["flags"]))
+        return Knock(src, dst, "udp", dpt, at, frozenset())
+
+    def _address(self, text: str) -> IPAddress | None:
+        """The matcher's reading of an address (None: it rejects it), remembered."""
+        try:
+            return self._addresses[text]
+        except KeyError:
+            value = parse_address(text)
+            return _remember(self._addresses, ADDRESSES, text, _valid(value))
+
+    def _flag_set(self, text: str) -> frozenset[str]:
+        try:
+            return self._flags[text]
+        except KeyError:
+            return _remember(self._flags, FLAG_SETS, text, frozenset(text.split()))
+
+    def _seconds(self, m: re.Match[str]) -> float | None:
+        """The header's time, as the syslog envelope reads it; None where it names no moment.
+
+        The start of each minute is remembered: lines come in time order, so
+        the envelope's own functions run about once per minute of log. The sum
+        is made in the envelope's order, so it is the same float to the bit.
+        """
+        key = m["iso"] + (m["zone"] or "") if m["iso"] else m["trad"]
+        try:
+            minute = self._stamps[key]
+        except KeyError:
+            minute = _remember(self._stamps, STAMPS, key, _read_minute(m))
+        seconds = int(m["isec"] or m["tsec"])
+        if minute is None or seconds > 59:
+            return None
+        return minute + seconds + stamps.fraction_of(m["fraction"])
+
+    def forget(self) -> None:
+        """Drop remembered timestamps: the local zone or the year to guess may have changed."""
+        self._stamps.clear()
+
+
+_Value = TypeVar("_Value")
+
+
+def _remember(memo: dict[str, _Value], limit: int, key: str, value: _Value) -> _Value:
+    if len(memo) >= limit:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
+def _valid(value: object) -> IPAddress | None:
+    return value if isinstance(value, IPAddress) else None
+
+
+def _read_minute(m: re.Match[str]) -> float | None:
+    """The first second of the header's minute, read by the envelope's own functions."""
+    try:
+        if m["iso"]:
+            return stamps.iso(m["iso"] + ":00" + (m["zone"] or ""))
+        month, day, clock = m["trad"].split(maxsplit=2)
+        return stamps.yearless(month, int(day), clock + ":00", None, None)
+    except stamps.BadTime:
+        return None
+
+
+def _spaced(text: str) -> str:
+    """Every token the kernel prints ends in a space; syslog daemons may drop the last."""
+    return text if text.endswith(" ") else text + " "
+
+
+def _anchorable(prefix: str) -> bool:
+    """A prefix the matcher finds exactly where the regex puts it: plain printable
+    ASCII that holds no header of its own and ends where the kernel's fields start."""
+    return prefix.isascii() and prefix.isprintable() and "IN=" not in prefix
+
+
+def sample_bodies() -> list[str]:
+    """One body of each shape the lane reads, each option on and off at least once."""
+    v4 = "SRC=198.18.0.2 DST=198.18.0.1 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=4321 "
+    v6 = (
+        "SRC=2001:0db8:0000:0000:0000:0000:0000:0002 DST=2001:0db8:0000:0000:0000:0000:0000:0001 "
+        "LEN=80 TC=0 HOPLIMIT=64 FLOWLBL=12345 "
+    )
+    tcp = "PROTO=TCP SPT=40000 DPT=7000 WINDOW=64240 RES=0x00 SYN URGP=0 "
+    tcp_all = "PROTO=TCP SPT=1 DPT=65535 SEQ=1 ACK=2 WINDOW=1 RES=0x00 " + " ".join(TCP_FLAGS)
+    tcp_all += " URGP=0 "
+    udp = "PROTO=UDP SPT=53 DPT=0 LEN=20 "
+    mac = "MAC=52:54:00:12:34:56:52:54:00:ab:cd:ef:08:00 "
+    head = "IN=eth0 OUT= "
+    return [
+        head + v4 + tcp,
+        head + mac + v4 + "DF " + tcp_all + "UID=0 GID=0 MARK=0x1 ",
+        "IN= OUT=lo MAC= " + v4 + "CE " + udp + "MARK=0xffffffff ",
+        head + v6 + udp + "UID=1000 GID=1000 ",
+        head + mac + v6 + tcp,
+    ]
