@@ -92,10 +92,13 @@ class FastLane:
         return lane if lane.agrees_with(matcher) else None
 
     def syslog_line(self, text: str, at: float | None = None) -> Knock | None:
-        """A whole syslog line from tag `kernel:`; `at` overrides the line's own time."""
+        """A whole syslog line from tag `kernel:`; `at` overrides the line's own time.
+
+        Every token the kernel prints ends in a space; syslog daemons and the
+        journal may drop the last one, so the regexes see it put back."""
         if len(text) > MAX_FAST_LINE:
             return None
-        m = self._line(_spaced(text))
+        m = self._line(text if text[-1:] == " " else text + " ")
         if m is None:
             return None
         if at is None:
@@ -108,7 +111,7 @@ class FastLane:
         """A kernel message (the envelope already judged and stripped) at time `at`."""
         if len(text) > MAX_FAST_LINE:
             return None
-        m = self._message(_spaced(text))
+        m = self._message(text if text[-1:] == " " else text + " ")
         return None if m is None else self._knock(m, at)
 
     def agrees_with(self, matcher: Matcher) -> bool:
@@ -133,11 +136,10 @@ class FastLane:
 
     def _address(self, text: str) -> IPAddress | None:
         """The matcher's reading of an address (None: it rejects it), remembered."""
-        try:
-            return self._addresses[text]
-        except KeyError:
-            value = parse_address(text)
-            return _remember(self._addresses, ADDRESSES, text, _valid(value))
+        value = self._addresses.get(text, _UNSEEN)
+        if value is _UNSEEN:
+            value = _remember(self._addresses, ADDRESSES, text, _valid(parse_address(text)))
+        return value  # type: ignore[return-value]
 
     def _flag_set(self, text: str) -> frozenset[str]:
         try:
@@ -168,6 +170,7 @@ class FastLane:
 
 
 _Value = TypeVar("_Value")
+_UNSEEN = object()
 
 
 def _remember(memo: dict[str, _Value], limit: int, key: str, value: _Value) -> _Value:
@@ -190,11 +193,6 @@ def _read_minute(m: re.Match[str]) -> float | None:
         return stamps.yearless(month, int(day), clock + ":00", None, None)
     except stamps.BadTime:
         return None
-
-
-def _spaced(text: str) -> str:
-    """Every token the kernel prints ends in a space; syslog daemons may drop the last."""
-    return text if text.endswith(" ") else text + " "
 
 
 def _anchorable(prefix: str) -> bool:

@@ -90,7 +90,7 @@ class Pipeline:
     def feed(self, record: LogRecord) -> list[Decision]:
         counters = self.by_source.get(record.source) or self._new_counters(record.source)
         counters.lines += 1
-        if not self.matcher.prefilter(record.data):
+        if self.matcher.needle not in record.data:  # the matcher's prefilter, inline
             return []
         counters.prefix_hits += 1
         fast = self._fast(record) if self.lane else None

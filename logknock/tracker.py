@@ -240,9 +240,13 @@ class Tracker:
         if out or lifted:
             self.revision += 1
         self._spent.prune(now, self._plans)
-        parts = (self._grants, self._table, self._guard, self._spent)
-        self._due = min(part.next_due() for part in parts)
-        return out + lifted
+        self._due = min(
+            self._grants.next_due(),
+            self._table.next_due(),
+            self._guard.next_due(),
+            self._spent.next_due(),
+        )
+        return out + lifted if lifted else out
 
     def _restore(self, state: TrackerState) -> None:
         for grant in state.grants:
