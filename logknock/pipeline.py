@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from . import envelope as envelopes
 from .fastlane import FastLane
 from .matcher import Matcher
-from .models import Decision, Event, Knock, LogRecord, Match, Origin, Rejection
+from .models import Decision, Knock, LogRecord, Match, Origin, Rejection
 from .tracker import Tracker
 
 DRIFT_CODES = frozenset({"no-pattern", "truncated"})
@@ -53,11 +53,6 @@ class Counters:
         return data
 
 
-def to_knock(event: Event, at: float) -> Knock | None:
-    """An event is a knock when it is TCP or UDP with a destination port."""
-    return Knock.of_event(event, at)
-
-
 class Pipeline:
     """Matcher and tracker joined, with the counters and the trust rule.
 
@@ -90,7 +85,7 @@ class Pipeline:
     def feed(self, record: LogRecord) -> list[Decision]:
         counters = self.by_source.get(record.source) or self._new_counters(record.source)
         counters.lines += 1
-        if self.matcher.needle not in record.data:  # the matcher's prefilter, inline
+        if not self.matcher.prefilter(record.data):
             return []
         counters.prefix_hits += 1
         fast = self._fast(record) if self.lane else None
