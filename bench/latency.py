@@ -12,8 +12,9 @@ of its own, so no two knocks meet in the tracker; the client takes
 `time.time_ns()` right before `sendto`, and knocks leave `--gap` ms apart so
 that none waits for another. Latency = the hook's clock - the send time, on
 the same host clock. It covers the kernel's log line, the line's way to the
-daemon (journald or rsyslogd included), the daemon's pipeline, the state
-saved before a hook runs, and the hook's start (fork, exec, bash starting).
+daemon (journald or rsyslogd included), the daemon's pipeline, the decision
+journaled durably before its hook runs (one flushed append to the state
+journal), and the hook's start through sh (fork, exec, bash starting).
 "line p50/p99": send -> the line visible where the daemon reads it, seen
 by a thread of this script polling /dev/kmsg, the journal (polled, not
 waited on) or the file every millisecond: the log path's own share.

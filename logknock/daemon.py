@@ -4,24 +4,30 @@ Threads: one per source (reading, queueing records), a few hook workers, the
 control socket server. The main loop alone touches the tracker and the
 pipeline: it takes records, control requests and hook reports from one queue,
 ticks the tracker for expiries, journals decisions in the state file before
-their hooks run, and saves source positions. Signals only set flags.
+their hooks run (`logknock.state`: one flushed append per batch of decisions),
+saves source positions, and compacts the state file when its journal has
+grown. Signals only set flags.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import signal
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from . import config as config_loader
-from .config_check import errors as config_errors
 from .control import ControlServer, Request
+from .daemon_setup import (
+    build_source,
+    load_config,
+    source_name,
+    warn_about_journal,
+    warn_about_namespaces,
+)
 from .daemon_status import handle_request
 from .dispatch import Dispatch, HookDone
 from .errors import ConfigError
@@ -30,7 +36,7 @@ from .matcher import Matcher
 from .models import Decision, LogRecord, Rejection
 from .packs import load_pack
 from .pipeline import Pipeline
-from .schema import Config, SourceSpec
+from .schema import SourceSpec
 from .service import Notifier
 from .sources.base import Source
 from .sources.runner import SourceRunner
@@ -43,37 +49,6 @@ log = logging.getLogger("logknock")
 TICK = 0.25  # how often expiries are looked at, at most
 SAVE_POSITIONS_EVERY = 2.0
 DRIFT_LOG_EVERY = 60.0
-NF_LOG_ALL_NETNS = Path("/proc/sys/net/netfilter/nf_log_all_netns")
-JOURNAL_DIRS = (Path("/var/log/journal"), Path("/run/log/journal"))
-
-
-def load_config(path: str) -> Config:
-    """The configuration, refused when the daemon could not run it safely."""
-    config, marks = config_loader.load_with_marks(path)
-    problems = config_errors(config, marks)
-    if problems:
-        raise ConfigError(problems)
-    load_pack(config.pack, config.patterns_dir)
-    return config
-
-
-def build_source(spec: SourceSpec, resume: str | None, since: float) -> Source:
-    from .sources.file import FileSource
-    from .sources.journal import JournalSource
-    from .sources.kmsg import KmsgSource
-
-    if spec.kind == "journal":
-        return JournalSource(resume, since, spec.path)
-    if spec.kind == "kmsg":
-        return (
-            KmsgSource(resume, since) if spec.path is None else KmsgSource(resume, since, spec.path)
-        )
-    trusted = spec.trust == "kernel-only"
-    return FileSource(str(spec.path), trusted=trusted, envelope=spec.envelope, resume=resume)
-
-
-def source_name(spec: SourceSpec) -> str:
-    return f"file:{spec.path}" if spec.kind == "file" else spec.kind
 
 
 @dataclass
@@ -99,7 +74,7 @@ class Daemon:
         self._setup_state()
         self._setup_pipeline()
         self.dispatch = Dispatch(
-            self.config, self.state, self._save, self.lock, notify=self.queue.put
+            self.config, self.state, self._commit, self.lock, notify=self.queue.put
         )
         self.runners: list[SourceRunner] = []
         self.control: ControlServer | None = None
@@ -146,10 +121,13 @@ class Daemon:
 
     def run(self) -> int:
         self._install_signals()
-        _warn_about_namespaces()
-        _warn_about_journal(self.config)
+        warn_about_namespaces()
+        warn_about_journal(self.config)
+        with self.lock:
+            resumed = self.dispatch.resume()
+            self._compact()  # a fresh journal: never append after a cut line
+        self.dispatch.start(resumed)
         self._handle(self.pipeline.tick(time.time()))  # grants that expired while down
-        self.dispatch.start(self.dispatch.resume())
         self._start_sources()
         self.control = ControlServer(self.config.control_socket, self.queue.put)
         self.notifier.ready(self._status_line())
@@ -173,6 +151,9 @@ class Daemon:
             if time.monotonic() - last_save >= SAVE_POSITIONS_EVERY:
                 self._save_positions()
                 last_save = time.monotonic()
+            if self.state_file.compaction_due:
+                with self.lock:
+                    self._compact()
             self.notifier.ping()
 
     def _drain(self, deadline: float) -> None:
@@ -197,18 +178,18 @@ class Daemon:
             self._hook_done(item)
 
     def _handle(self, decisions: list[Decision]) -> None:
-        """Journal decisions and the tracker's state, save, then start hooks."""
+        """Journal decisions and the tracker's state durably, then start hooks."""
         if not decisions and self.tracker.revision == self.revision:
             return
         with self.lock:
-            jobs = self.dispatch.record(decisions)
-            self.state.tracker = self.tracker.snapshot().to_json()
-            self.state.positions = dict(self.positions)
+            jobs, patch = self.dispatch.record(decisions)
+            patch["tracker"] = self.tracker.snapshot().to_json()
+            patch["positions"] = dict(self.positions)
             self.revision = self.tracker.revision
-            self._save()
+            self._commit(patch, True)
+        self.dispatch.start(jobs)
         for decision in decisions:
             _log_decision(decision)
-        self.dispatch.start(jobs)
 
     def _hook_done(self, done: HookDone) -> None:
         result = done.result
@@ -232,10 +213,17 @@ class Daemon:
 
     # -- state --------------------------------------------------------------------
 
-    def _save(self, durable: bool = True) -> None:
-        """Write the state file (callers hold the lock)."""
+    def _commit(self, patch: dict[str, Any], durable: bool) -> None:
+        """Apply a change to the state and journal it (callers hold the lock)."""
         try:
-            self.state_file.save(self.state, durable)
+            self.state_file.commit(self.state, patch, durable)
+        except OSError as exc:
+            log.error("cannot write state to %s: %s", self.state_file.dir, exc)
+
+    def _compact(self) -> None:
+        """Write the whole state as a new base (callers hold the lock)."""
+        try:
+            self.state_file.save(self.state)
         except OSError as exc:
             log.error("cannot save state to %s: %s", self.state_file.path, exc)
 
@@ -243,8 +231,7 @@ class Daemon:
         if self.positions == self.saved_positions:
             return
         with self.lock:
-            self.state.positions = dict(self.positions)
-            self._save()
+            self._commit({"positions": dict(self.positions)}, True)
         self.saved_positions = dict(self.positions)
 
     def _drift(self, record: LogRecord, rejection: Rejection) -> None:
@@ -313,7 +300,8 @@ class Daemon:
         with self.lock:
             self.state.tracker = self.tracker.snapshot().to_json()
             self.state.positions = dict(self.positions)
-            self._save()
+            self._compact()
+        self.state_file.close()
 
     def _status_line(self) -> str:
         return (
@@ -342,28 +330,3 @@ def _log_decision(decision: Decision) -> None:
         "%s %s %s%s%s", decision.action.value, decision.src, decision.sequence or "",
         f" {' '.join(decision.ports)}" if decision.ports else "", until, extra=extra,
     )  # fmt: skip
-
-
-def _warn_about_journal(config: Config) -> None:
-    """Without read access to the journal files the journal source reads nothing,
-    silently: say so at start."""
-    if not any(spec.kind == "journal" and spec.path is None for spec in config.sources):
-        return
-    for folder in JOURNAL_DIRS:
-        if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):
-            log.warning(
-                "cannot read the journal in %s: the journal source will see nothing; "
-                "run logknock as root or in group systemd-journal", folder
-            )  # fmt: skip
-
-
-def _warn_about_namespaces() -> None:
-    try:
-        value = NF_LOG_ALL_NETNS.read_text().strip()
-    except OSError:
-        return
-    if value == "1":
-        log.warning(
-            "net.netfilter.nf_log_all_netns=1: any user who can create a network namespace "
-            "can make the kernel log lines with our prefix; set it to 0 unless you need it"
-        )

@@ -1,12 +1,17 @@
 """From decisions to hook runs, journaled in the state file.
 
 The main loop records each decision in the state's hook journal (phase
-`queued`) and saves the state BEFORE any hook runs. A worker marks the entry
-`running` (saved) before it starts the hook and removes it when the hook is
-done (saved). A failed close stays in the journal and is retried with
-backoff until it succeeds; a failed open is logged and shown in status, not
-retried. A newer open for the same source and sequence supersedes a pending
-close retry. See `logknock.state` for what a restart does with each phase.
+`queued`) and commits that durably BEFORE any hook runs. A worker marks the
+entry `running` before it starts the hook and removes it when the hook is
+done (both journaled without a flush: see `logknock.state`). A failed close
+stays in the journal and is retried with backoff until it succeeds; a failed
+open is logged and shown in status, not retried. A newer open for the same
+source and sequence supersedes a pending close retry. See `logknock.state`
+for what a restart does with each phase.
+
+Every change to the hook journal is a patch (`{"pending": {id: entry|None}}`)
+given to `commit(patch, durable)`, which applies it to the state and journals
+it (reporting, not raising, a failed write); the caller holds the state lock.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from .hooks import HookResult, hook_for, run_checked
 from .models import Action, Decision
@@ -27,6 +34,10 @@ from .state import PendingHook, State
 log = logging.getLogger("logknock.hooks")
 
 RETRY_MAX = 300.0
+
+Patch = dict[str, Any]
+Commit = Callable[[Patch, bool], None]
+RunHook = Callable[[Path, Decision, float, float], HookResult]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,38 +58,42 @@ class Dispatch:
         self,
         config: Config,
         state: State,
-        save: Callable[[bool], None],
+        commit: Commit,
         lock: threading.Lock,
         *,
         notify: Callable[[HookDone], None],
         workers: int = 2,
+        run: RunHook = run_checked,
     ) -> None:
-        self.config, self.state, self.save, self.lock = config, state, save, lock
-        self.notify = notify
+        self.config, self.state, self.commit, self.lock = config, state, commit, lock
+        self.notify, self.run = notify, run
         self.retries: list[tuple[float, int]] = []  # (due, pending id)
         self.failures = 0
         self.last_failure: str | None = None
         self.scheduler = HookScheduler(self._run, self._done, workers)
 
-    def record(self, decisions: list[Decision]) -> list[Job]:
-        """Journal decisions as queued (main thread, under the lock); save after."""
-        jobs = []
+    def record(self, decisions: list[Decision]) -> tuple[list[Job], Patch]:
+        """Decisions as queued journal entries (main thread, under the lock): their
+        jobs, and the patch the caller must commit durably before starting them."""
+        jobs: list[Job] = []
+        entries: dict[str, Any] = {}
+        next_id = self.state.next_id
         for decision in decisions:
             if decision.action is Action.OPEN:
-                self._supersede(job_key(decision))
-            pending = PendingHook(self.state.next_id, "queued", decision.as_json())
-            self.state.pending[pending.id] = pending
-            self.state.next_id += 1
-            jobs.append(Job(pending.id, job_key(decision), decision))
-        return jobs
+                entries.update(dict.fromkeys(self._supersede(job_key(decision))))
+            entries[str(next_id)] = PendingHook(next_id, "queued", decision.as_json()).as_json()
+            jobs.append(Job(next_id, job_key(decision), decision))
+            next_id += 1
+        return jobs, {"pending": entries, "next_id": next_id}
 
     def start(self, jobs: list[Job]) -> None:
         for job in jobs:
             self.scheduler.submit(job)
 
     def resume(self) -> list[Job]:
-        """After a restart: what the journal says must (still) run."""
-        jobs = []
+        """After a restart: what the journal says must (still) run (under the lock)."""
+        jobs: list[Job] = []
+        entries: dict[str, Any] = {}
         for pending in sorted(self.state.pending.values(), key=lambda p: p.id):
             decision = Decision.from_json(pending.decision)
             if pending.phase == "running" and decision.action is not Action.CLOSE:
@@ -87,10 +102,12 @@ class Dispatch:
                     "not running it twice",
                     decision.action.value, decision.src, decision.sequence,
                 )  # fmt: skip
-                del self.state.pending[pending.id]
+                entries[str(pending.id)] = None
                 continue
-            pending.phase = "queued"
+            entries[str(pending.id)] = _entry(pending, phase="queued")
             jobs.append(Job(pending.id, job_key(decision), decision))
+        if entries:
+            self.commit({"pending": entries}, True)
         return jobs
 
     def retry_due(self, now: float) -> None:
@@ -108,16 +125,16 @@ class Dispatch:
         heapq.heappush(self.retries, (time.time() + delay, job.id))
         return delay
 
-    def _supersede(self, key: Hashable) -> None:
+    def _supersede(self, key: Hashable) -> list[str]:
+        """Drop pending close retries of `key`; the ids to remove from the journal."""
         stale = [
             p.id
             for p in self.state.pending.values()
             if p.phase == "queued" and job_key(Decision.from_json(p.decision)) == key
             and p.decision["action"] == "close" and p.attempts > 0
         ]  # fmt: skip
-        for pending_id in stale:
-            del self.state.pending[pending_id]
         self.scheduler.cancel(key, keep=lambda job: job.id not in stale)
+        return [str(pending_id) for pending_id in stale]
 
     def _run(self, job: Job) -> HookResult | None:
         """On a worker thread: mark running, run, return the result."""
@@ -126,11 +143,11 @@ class Dispatch:
         if path is None:
             return None  # nothing to run: _done settles the journal entry
         with self.lock:
-            if job.id not in self.state.pending:
+            pending = self.state.pending.get(job.id)
+            if pending is None:
                 return None  # superseded while it waited
-            self.state.pending[job.id].phase = "running"
-            self.save(False)  # survives kill -9; see logknock.state on power loss
-        return run_checked(path, decision, time.time(), self.config.hook_timeout)
+            self._settle(job, _entry(pending, phase="running"))  # survives kill -9
+        return self.run(path, decision, time.time(), self.config.hook_timeout)
 
     def _done(self, job: Job, result: HookResult | None) -> None:
         """On a worker thread: settle the journal entry, then tell the main loop."""
@@ -139,9 +156,14 @@ class Dispatch:
             pending = self.state.pending.get(job.id)
             if pending is not None:
                 retry = decision.action is Action.CLOSE and result is not None and not result.ok
-                if retry:
-                    pending.phase, pending.attempts = "queued", pending.attempts + 1
-                else:
-                    del self.state.pending[job.id]
-                self.save(False)  # a lost removal only makes a close run twice
+                entry = _entry(pending, phase="queued", attempts=pending.attempts + 1)
+                self._settle(job, entry if retry else None)  # lost: a close runs twice
         self.notify(HookDone(job, decision, result))
+
+    def _settle(self, job: Job, entry: dict[str, Any] | None) -> None:
+        """Journal one entry's new phase (or its removal), without a flush."""
+        self.commit({"pending": {str(job.id): entry}}, False)
+
+
+def _entry(pending: PendingHook, **changes: Any) -> dict[str, Any]:
+    return {**pending.as_json(), **changes}

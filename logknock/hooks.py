@@ -12,19 +12,28 @@ defaults and return types, so every keyword is given explicitly, only keywords
 both versions know are used, and the command always runs in the background
 (`_bg=True` returns a `RunningCommand` in both) in a new session, so that a
 timeout can kill the hook's whole process group.
+
+Starting a hook is on the path from a knock to its port opening, so the
+parent does little around sh's fork: the command is resolved and baked with
+its fixed keywords once per path, stdin is /dev/null (a file: no pipe and no
+writer thread), and the end of the hook is awaited on a pidfd (exact, where
+sh's `wait(timeout=)` looks every 100 ms and holds a worker that long).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
+import select
 import signal
 import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .models import Decision
 from .schema import Config
@@ -110,7 +119,7 @@ def run_hook(path: Path, decision: Decision, now: float, timeout: float) -> Hook
     started, out, err = time.monotonic(), _Output(), _Output()
     try:
         proc = _start(path, decision, now, out, err)
-    except (OSError, sh.CommandNotFound) as exc:
+    except (OSError, sh.CommandNotFound, sh.ForkException) as exc:
         return HookResult(str(path), decision.action.value, None, False, "", 0.0, str(exc))
     code, timed_out = _wait(proc, timeout)
     output = "\n".join(part for part in (out.text().strip(), err.text().strip()) if part)
@@ -118,51 +127,89 @@ def run_hook(path: Path, decision: Decision, now: float, timeout: float) -> Hook
     return HookResult(str(path), decision.action.value, code, timed_out, output, seconds)
 
 
-def _start(path: Path, decision: Decision, now: float, out: _Output, err: _Output) -> object:
+OPTIONS: dict[str, Any] = {
+    "_bg": True,
+    "_bg_exc": False,
+    "_new_session": True,
+    "_tty_in": False,
+    "_tty_out": False,
+    "_cwd": "/",
+    "_ok_code": list(range(256)),
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _command(path: str) -> Any:
+    """`path` as an sh command with the fixed keywords baked in (resolved once)."""
     import sh
 
-    command = sh.Command(str(path))
-    return command(
-        decision.action.value,
-        _env=hook_environment(decision, now),
-        _bg=True,
-        _bg_exc=False,
-        _new_session=True,
-        _tty_in=False,
-        _tty_out=False,
-        _in="",
-        _out=out,
-        _err=err,
-        _cwd="/",
-        _ok_code=list(range(256)),
-    )
+    return sh.Command(path).bake(**OPTIONS)
 
 
-def _wait(proc: object, timeout: float) -> tuple[int | None, bool]:
+def _start(path: Path, decision: Decision, now: float, out: _Output, err: _Output) -> Any:
+    command = _command(str(path))
+    with open(os.devnull, "rb") as stdin:  # sh hands the child a copy of the descriptor
+        return command(
+            decision.action.value,
+            _env=hook_environment(decision, now),
+            _in=stdin,
+            _out=out,
+            _err=err,
+        )
+
+
+def _wait(proc: Any, timeout: float) -> tuple[int | None, bool]:
+    """Wait for the hook itself (not its output, which a child may hold open),
+    then kill what is left of its group and reap it: (exit code, timed out)."""
+    ended = _ended_within(proc, timeout)
+    _kill_group(proc)
+    if not ended:
+        return None, True
+    return int(proc.process.exit_code), False  # negative: the signal that killed it
+
+
+def _ended_within(proc: Any, timeout: float) -> bool:
+    """True when the hook's process ended within `timeout` seconds."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return True  # sh's output thread reaped it already
+    except OSError:  # no pidfd here (Linux before 5.3, a seccomp filter)
+        return _polled(proc, timeout)
+    try:
+        # Reaped before the pidfd was opened? Then the pid may name another process
+        # (only once pid numbers wrapped around): trust sh's exit code instead.
+        if proc.process.exit_code is not None:
+            return True
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(max(0.0, timeout) * 1000))
+    finally:
+        os.close(fd)
+
+
+def _polled(proc: Any, timeout: float) -> bool:
     import sh
 
     try:
-        proc.wait(timeout=timeout)  # type: ignore[attr-defined]
+        proc.wait(timeout=timeout)
     except sh.TimeoutException:
-        _kill_group(proc)
-        return None, True
-    except sh.ErrorReturnCode as exc:  # killed by a signal
-        _kill_group(proc)
-        return int(exc.exit_code), False
-    _kill_group(proc)
-    return int(proc.exit_code), False  # type: ignore[attr-defined]
+        return False
+    except sh.ErrorReturnCode:  # killed by a signal: it ended
+        pass
+    return True
 
 
-def _kill_group(proc: object) -> None:
+def _kill_group(proc: Any) -> None:
     """Kill whatever is left of the hook's process group, then reap it and
     collect its output (a leftover child holding stdout open would block)."""
     import sh
 
     # A new session: the group id is the hook's pid, even after it exited.
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+        os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(sh.ErrorReturnCode, sh.TimeoutException):
-        proc.process.wait()  # type: ignore[attr-defined]
+        proc.process.wait()
 
 
 def hook_for(config: Config, decision: Decision) -> Path | None:

@@ -7,16 +7,20 @@ two differ in defaults and return types and the runner must not.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sh
 
+from logknock import hooks
 from logknock.hooks import hook_environment, hook_problem, run_hook
 from logknock.models import Action, Decision
 
@@ -39,6 +43,24 @@ def make_hook(tmp_path: Path, body: str, name: str = "hook") -> Path:
 
 def decision(action: Action = Action.OPEN, src: str = "2001:db8::7") -> Decision:
     return Decision(1000.0, action, ipaddress.ip_address(src), "ssh", ("22/tcp", "443/tcp"), 1030.5)
+
+
+@pytest.fixture(params=["pidfd", "polled"])
+def waiting(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """How the runner waits for a hook: on a pidfd, or (where there is none) sh's polling."""
+    if request.param == "pidfd":
+
+        def no_polling(proc: Any, timeout: float) -> bool:
+            raise AssertionError("waited by polling although a pidfd was there")
+
+        monkeypatch.setattr(hooks, "_polled", no_polling)
+    else:
+
+        def no_pidfd(pid: int) -> int:
+            raise OSError(errno.ENOSYS, "pidfd_open")
+
+        monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    yield request.param
 
 
 def test_sh_version_is_reported() -> None:
@@ -78,7 +100,7 @@ def test_environment_values_come_from_objects() -> None:
     }  # fmt: skip
 
 
-def test_failing_hook_reports_its_exit_code(tmp_path: Path) -> None:
+def test_failing_hook_reports_its_exit_code(tmp_path: Path, waiting: str) -> None:
     hook = make_hook(tmp_path, "#!/bin/sh\necho broken >&2\nexit 3\n")
     result = run_hook(hook, decision(), now=1000.0, timeout=10)
     assert (result.exit_code, result.timed_out, result.ok) == (3, False, False)
@@ -90,7 +112,7 @@ def pids_of(marker: str) -> list[str]:
     return found.stdout.split()
 
 
-def test_hanging_hook_is_killed_with_its_children(tmp_path: Path) -> None:
+def test_hanging_hook_is_killed_with_its_children(tmp_path: Path, waiting: str) -> None:
     marker = f"sleep 3{os.getpid() % 1000}7"
     hook = make_hook(tmp_path, f"#!/bin/sh\n{marker} &\n{marker}\n")
     started = time.monotonic()
@@ -100,7 +122,7 @@ def test_hanging_hook_is_killed_with_its_children(tmp_path: Path) -> None:
     assert pids_of(marker) == []
 
 
-def test_leftover_children_of_a_finished_hook_are_killed(tmp_path: Path) -> None:
+def test_leftover_children_of_a_finished_hook_are_killed(tmp_path: Path, waiting: str) -> None:
     marker = f"sleep 4{os.getpid() % 1000}1"
     hook = make_hook(tmp_path, f"#!/bin/sh\n{marker} &\nexit 0\n")
     result = run_hook(hook, decision(), now=1000.0, timeout=10)
@@ -110,6 +132,28 @@ def test_leftover_children_of_a_finished_hook_are_killed(tmp_path: Path) -> None
 def test_missing_hook_is_a_result_not_an_exception(tmp_path: Path) -> None:
     result = run_hook(tmp_path / "nope", decision(), now=1000.0, timeout=1)
     assert result.exit_code is None and result.error
+
+
+def test_a_hook_killed_by_a_signal_reports_it(tmp_path: Path, waiting: str) -> None:
+    hook = make_hook(tmp_path, "#!/bin/sh\nkill -9 $$\n")
+    result = run_hook(hook, decision(), now=1000.0, timeout=10)
+    assert (result.exit_code, result.timed_out, result.ok) == (-9, False, False)
+
+
+def test_stdin_is_dev_null(tmp_path: Path) -> None:
+    hook = make_hook(tmp_path, "#!/bin/sh\ncat\nreadlink /proc/$$/fd/0\n")
+    result = run_hook(hook, decision(), now=1000.0, timeout=10)
+    assert result.ok and result.output == "/dev/null"
+
+
+def test_a_hook_changed_or_removed_after_a_run_is_taken_as_it_is_now(tmp_path: Path) -> None:
+    hook = make_hook(tmp_path, "#!/bin/sh\necho first\n")
+    assert run_hook(hook, decision(), now=1000.0, timeout=10).output == "first"
+    make_hook(tmp_path, "#!/bin/sh\necho second\n")
+    assert run_hook(hook, decision(), now=1000.0, timeout=10).output == "second"
+    hook.unlink()
+    gone = run_hook(hook, decision(), now=1000.0, timeout=10)
+    assert gone.exit_code is None and gone.error
 
 
 def test_huge_output_is_truncated(tmp_path: Path) -> None:
