@@ -24,7 +24,7 @@ from logknock.errors import LogknockError
 
 RECORDER = """#!/bin/sh
 dir=$(dirname "$0")
-if [ -e "$dir/hang-$1" ]; then sleep 60; fi
+if [ -e "$dir/hang-$1" ]; then touch "$dir/hung-$1"; sleep 60; fi
 if [ -e "$dir/fail-$1" ]; then echo "failing on purpose" >&2; exit 7; fi
 printf '{"action":"%s","src":"%s","sequence":"%s","ports":"%s","timeout":"%s","pid":%s}\\n' \\
   "$1" "$LOGKNOCK_SRC" "$LOGKNOCK_SEQUENCE" "$LOGKNOCK_PORTS" "${LOGKNOCK_TIMEOUT:-}" $$ \\

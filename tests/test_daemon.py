@@ -28,6 +28,10 @@ def runs(lab: DaemonLab, action: str) -> list[dict[str, str]]:
     return [r for r in lab.hook_runs() if r["action"] == action]
 
 
+def phases(lab: DaemonLab) -> list[str]:
+    return [pending["phase"] for pending in lab.status()["hooks"]["pending"]]
+
+
 def test_sequence_opens_then_closes_at_expiry(lab: DaemonLab) -> None:
     lab.start()
     lab.knock("198.51.100.7", *SSH)
@@ -93,6 +97,19 @@ def test_kill_9_with_a_grant_open_closes_it_after_restart(lab: DaemonLab) -> Non
     assert lab.status()["grants"] == []
 
 
+def test_a_grant_survives_kill_9_through_the_state_journal(lab: DaemonLab) -> None:
+    lab.write_config(open_for="1h")
+    lab.start()
+    lab.knock("198.51.100.7", *SSH)
+    wait_for(lambda: runs(lab, "open"), "the open hook")
+    lab.kill(signal.SIGKILL)
+    assert not (lab.state()["tracker"] or {}).get("grants")  # only the journal has it
+    lab.start()
+    assert [g["src"] for g in lab.status()["grants"]] == ["198.51.100.7"]
+    assert lab.state()["tracker"]["grants"][0]["src"] == "198.51.100.7"  # compacted at start
+    assert len(runs(lab, "open")) == 1 and runs(lab, "close") == []
+
+
 def test_lines_written_while_down_are_acted_on_once(lab: DaemonLab) -> None:
     lab.start()
     lab.knock("198.51.100.7", SSH[0])
@@ -113,8 +130,8 @@ def test_kill_9_during_the_open_hook_does_not_run_it_twice(lab: DaemonLab) -> No
     lab.write_config(open_for="4s", hook_timeout="30s")
     lab.start()
     lab.knock("198.51.100.7", *SSH)
-    wait_for(lambda: lab.state()["pending"] and lab.state()["pending"][0]["phase"] == "running",
-             "the open hook to be running")  # fmt: skip
+    wait_for((lab.hooks / "hung-open").exists, "the open hook to hang")
+    assert phases(lab) == ["running"]
     lab.kill(signal.SIGKILL)
     (lab.hooks / "hang-open").unlink()
     lab.start()
