@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -45,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
         Matcher(pack, config.prefix), Tracker(config), require_proof=args.kernel_only
     )
     runner = _hook_runner(config) if args.run_hooks else None
-    records = read_files(args.files, needle=pipeline.matcher.needle, skipped=pipeline.count_lines)
+    records = read_files(
+        args.files, needle=pipeline.matcher.needle, skipped=pipeline.count_lines, workers=_cpus()
+    )
     gc.freeze()  # what is built so far lives to the end: the collector need not walk it again
     started = time.perf_counter()
     for record in records:
@@ -53,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
     _emit(pipeline.tick(pipeline.clock), args.json, runner)
     _summary(pipeline, time.perf_counter() - started)
     return 0
+
+
+def _cpus() -> int:
+    """Processes to scan a large file with: the CPUs this process may use, up to 4."""
+    return min(4, len(os.sched_getaffinity(0)))
 
 
 def _hook_runner(config: Any) -> Any:

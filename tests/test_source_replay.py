@@ -4,6 +4,7 @@ hold it, numbered as in the file, and counts every other line."""
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,11 @@ pieces = st.sampled_from([b"logknock: IN=", b"logknock:", b"log", b"knock:", b"x
 lines = st.lists(pieces, max_size=6).map(b"".join)
 
 
-def read(path: Path, needle: bytes | None) -> tuple[list[tuple[str, bytes]], int]:
+def read(path: Path, needle: bytes | None, workers: int = 1) -> tuple[list[tuple[str, bytes]], int]:
     skipped: list[int] = []
-    records = read_files([str(path)], needle=needle, skipped=lambda _s, n: skipped.append(n))
+    records = read_files(
+        [str(path)], needle=needle, skipped=lambda _s, n: skipped.append(n), workers=workers
+    )
     got = [(r.position or "", r.data) for r in records]
     return got, sum(skipped)
 
@@ -61,3 +64,53 @@ def test_an_empty_file_has_no_lines(tmp_path: Path) -> None:
     path = tmp_path / "log"
     path.write_bytes(b"")
     assert read(path, NEEDLE) == ([], 0)
+
+
+@settings(max_examples=150)
+@given(
+    st.lists(lines, max_size=40),
+    st.booleans(),
+    st.integers(min_value=1, max_value=40),
+    st.integers(min_value=2, max_value=4),
+)
+def test_a_file_scanned_in_parts_by_children_reads_as_one(
+    tmp_path_factory: pytest.TempPathFactory,
+    body: list[bytes],
+    final_newline: bool,
+    chunk: int,
+    workers: int,
+) -> None:
+    path = tmp_path_factory.mktemp("replay") / "log"
+    path.write_bytes(b"\n".join(body) + (b"\n" if final_newline and body else b""))
+    split_min, replay.SPLIT_MIN = replay.SPLIT_MIN, 0  # split even the smallest file
+    original, replay.CHUNK = replay.CHUNK, chunk
+    try:
+        assert read(path, NEEDLE, workers) == read(path, NEEDLE)
+    finally:
+        replay.CHUNK, replay.SPLIT_MIN = original, split_min
+
+
+def test_parts_start_at_line_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "log"
+    path.write_bytes(b"aaaa\nbb\n\ncccccc\nd")  # line starts: 0 5 8 9 16
+    monkeypatch.setattr(replay, "SPLIT_MIN", 0)
+    assert replay._cuts(str(path), 2) == [8]  # 17 bytes: the middle, 8, is a line start
+    assert replay._cuts(str(path), 4) == [5, 8, 16]  # 4 and 12 move on to the next line
+    assert replay._cuts(str(path) + ".gz", 2) == []
+
+
+def test_stopping_early_leaves_no_child_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "log"
+    path.write_bytes(b"logknock: x\n" * 1000)
+    monkeypatch.setattr(replay, "SPLIT_MIN", 0)
+    started: list[replay._Child] = []
+    start = replay._Child.start
+    monkeypatch.setattr(replay._Child, "start", lambda *a: started.append(start(*a)) or started[-1])
+    records = read_files([str(path)], needle=NEEDLE, workers=2)
+    assert next(records).data == b"logknock: x"
+    assert len(started) == 1
+    records.close()  # the consumer gives up: the child is killed and reaped
+    with pytest.raises(ChildProcessError):
+        os.waitpid(started[0].pid, os.WNOHANG)

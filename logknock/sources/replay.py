@@ -10,21 +10,36 @@ Given the prefilter's `needle`, the file is read in large buffers and only
 lines holding the needle become records; the others are counted with
 `bytes.count` and reported through `skipped(source, n)`, without costing a
 Python step each. The matcher drops such lines at its prefilter anyway.
+
+With `workers` > 1, a large plain file is cut at line boundaries into that
+many parts and the parts after the first are scanned at the same time by
+forked children, each sending back its needle lines and line count through a
+pipe; records still come out in file order, numbered as in the file. Only the
+scan runs in parallel: every record goes through the caller's one pipeline.
 """
 
 from __future__ import annotations
 
 import gzip
+import marshal
+import os
+import signal
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import IO
+from typing import IO, NoReturn, Protocol
 
 from ..errors import SourceError
 from ..models import LogRecord
 
 CHUNK = 1 << 20
+SPLIT_MIN = 32 << 20  # bytes: smaller files are scanned faster than a fork is made
 
 Skipped = Callable[[str, int], None]
+Numbered = Generator[tuple[int, bytes], None, int]  # (line number, line); returns the last number
+
+
+class Reader(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 def read_files(
@@ -33,17 +48,26 @@ def read_files(
     *,
     needle: bytes | None = None,
     skipped: Skipped | None = None,
+    workers: int = 1,
 ) -> Iterator[LogRecord]:
     """Records of every line, or with `needle` only of lines that hold it."""
     for path in paths:
         source = f"file:{path}"
-        with _open(path) as stream:
-            if needle is None:
+        if needle is None:
+            with _open(path) as stream:
                 numbered: Iterator[tuple[int, bytes]] = enumerate(_lines(stream), start=1)
-            else:
-                numbered = _needle_lines(stream, needle, _counter(source, skipped))
-            for number, line in numbered:
-                yield LogRecord(source, line, None, str(number), trusted)
+                yield from (LogRecord(source, line, None, str(n), trusted) for n, line in numbered)
+            continue
+        found = _found(path, needle, _counter(source, skipped), workers)
+        yield from (LogRecord(source, line, None, str(n), trusted) for n, line in found)
+
+
+def _found(path: str, needle: bytes, skip: Callable[[int], None], workers: int) -> Numbered:
+    cuts = _cuts(path, workers) if workers > 1 else []
+    if not cuts:
+        with _open(path) as stream:
+            return (yield from _needle_lines(stream, needle, skip))
+    return (yield from _split(path, cuts, needle, skip))
 
 
 def _open(path: str) -> IO[bytes] | gzip.GzipFile:
@@ -61,7 +85,7 @@ def _counter(source: str, skipped: Skipped | None) -> Callable[[int], None]:
     return (lambda n: skipped(source, n)) if skipped else (lambda n: None)
 
 
-def _lines(stream: IO[bytes] | gzip.GzipFile) -> Iterator[bytes]:
+def _lines(stream: Reader) -> Iterator[bytes]:
     """Lines without their ending, read in large chunks (no per-line syscalls)."""
     rest = b""
     while chunk := stream.read(CHUNK):
@@ -72,10 +96,9 @@ def _lines(stream: IO[bytes] | gzip.GzipFile) -> Iterator[bytes]:
         yield rest.removesuffix(b"\r")
 
 
-def _needle_lines(
-    stream: IO[bytes] | gzip.GzipFile, needle: bytes, skip: Callable[[int], None]
-) -> Iterator[tuple[int, bytes]]:
-    """(line number, line) of the lines holding `needle`; `skip(n)` for the others.
+def _needle_lines(stream: Reader, needle: bytes, skip: Callable[[int], None]) -> Numbered:
+    """(line number, line) of the lines holding `needle`; `skip(n)` for the others;
+    returns the number of lines read.
 
     Each chunk is searched where it lies: only the line cut by the chunk's start
     is copied, joined to the rest of it from the chunk before.
@@ -92,12 +115,13 @@ def _needle_lines(
         number = yield from _scan(chunk, first + 1, last, needle, number=number, skip=skip)
         rest = chunk[last:]
     if rest:
-        yield from _scan(rest + b"\n", 0, len(rest) + 1, needle, number=number, skip=skip)
+        number = yield from _scan(rest + b"\n", 0, len(rest) + 1, needle, number=number, skip=skip)
+    return number
 
 
 def _scan(
     buffer: bytes, begin: int, end: int, needle: bytes, *, number: int, skip: Callable[[int], None]
-) -> Generator[tuple[int, bytes], None, int]:
+) -> Numbered:
     """The lines holding `needle` in `buffer[begin:end]`, whole lines that follow line
     `number`; returns the number of the last line there."""
     counted, skipped = begin, 0
@@ -115,3 +139,134 @@ def _scan(
     tail = buffer.count(b"\n", counted, end)
     skip(skipped + tail)
     return number + tail
+
+
+# -- one file scanned by several processes ------------------------------------------
+
+
+def _cuts(path: str, workers: int) -> list[int]:
+    """Offsets, each at a line's start, that cut a large plain file into `workers`
+    parts of about the same size; [] for anything else (a pipe, gzip, a small file)."""
+    if path == "-" or path.endswith(".gz"):
+        return []
+    try:
+        with open(path, "rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            if size < SPLIT_MIN:
+                return []
+            cuts = [_line_start(stream, size * i // workers) for i in range(1, workers)]
+    except OSError:
+        return []  # the plain way reports the error
+    return sorted({cut for cut in cuts if 0 < cut < size})
+
+
+def _line_start(stream: IO[bytes], offset: int) -> int:
+    """The start of the first line that begins at or after `offset` (or the end)."""
+    stream.seek(offset - 1)
+    while block := stream.read(1 << 16):
+        newline = block.find(b"\n")
+        if newline >= 0:
+            return stream.tell() - len(block) + newline + 1
+    return stream.tell()
+
+
+def _split(path: str, cuts: list[int], needle: bytes, skip: Callable[[int], None]) -> Numbered:
+    """The first part here, the others in children started now; in file order."""
+    bounds = list(zip([0, *cuts], [*cuts, None], strict=True))
+    children = [_Child.start(path, begin, end, needle) for begin, end in bounds[1:]]
+    try:
+        with open(path, "rb") as stream:
+            number = yield from _needle_lines(_Part(stream, 0, cuts[0]), needle, skip)
+        for child in children:
+            found, lines, skipped = child.result(path)
+            skip(skipped)
+            yield from ((number + n, line) for n, line in found)
+            number += lines
+    finally:
+        for child in children:
+            child.stop()
+    return number
+
+
+class _Part:
+    """A file read from `begin` up to `end` (None: its end)."""
+
+    def __init__(self, stream: IO[bytes], begin: int, end: int | None) -> None:
+        stream.seek(begin)
+        self.stream, self.left = stream, None if end is None else end - begin
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self.left is None:
+            return self.stream.read(size)
+        data = self.stream.read(min(size, self.left) if size >= 0 else self.left)
+        self.left -= len(data)
+        return data
+
+
+class _Child:
+    """A forked process scanning one part; its findings come back marshalled."""
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self.pid, self.fd, self.reaped = pid, fd, False
+
+    @classmethod
+    def start(cls, path: str, begin: int, end: int | None, needle: bytes) -> _Child:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_end)
+            _serve(write_end, path, begin, end, needle)
+        os.close(write_end)
+        return cls(pid, read_end)
+
+    def result(self, path: str) -> tuple[list[tuple[int, bytes]], int, int]:
+        """(needle lines numbered within the part, lines in it, lines skipped)."""
+        with open(self.fd, "rb", closefd=False) as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(self.pid, 0)
+        self.reaped = True
+        if os.waitstatus_to_exitcode(status) != 0 or not data:
+            raise SourceError(f"cannot read {path}: a scanning process failed")
+        # From our own child through our own pipe: marshal is safe and the fastest.
+        found, lines, skipped = marshal.loads(data)  # noqa: S302
+        if isinstance(found, str):
+            raise SourceError(f"cannot read {path}: {found}")
+        return found, lines, skipped
+
+    def stop(self) -> None:
+        """Kill and reap the child unless its result was taken; close the pipe."""
+        if not self.reaped:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.reaped = True
+        os.close(self.fd)
+
+
+def _serve(fd: int, path: str, begin: int, end: int | None, needle: bytes) -> NoReturn:
+    """In the child: scan the part, write the findings, exit without cleanups."""
+    code = 1
+    try:
+        skipped: list[int] = []
+        try:
+            with open(path, "rb") as stream:
+                found, lines = _drain(
+                    _needle_lines(_Part(stream, begin, end), needle, skipped.append)
+                )
+            payload = marshal.dumps((found, lines, sum(skipped)))
+        except OSError as exc:
+            payload = marshal.dumps((exc.strerror or str(exc), 0, 0))
+        with open(fd, "wb") as pipe:
+            pipe.write(payload)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _drain(numbered: Numbered) -> tuple[list[tuple[int, bytes]], int]:
+    """Everything a scan yields, and what it returns."""
+    found = []
+    while True:
+        try:
+            found.append(next(numbered))
+        except StopIteration as done:
+            return found, done.value
