@@ -27,7 +27,7 @@ must give the matcher's knock. Three things hold it there:
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .envelopes import stamps
 from .matcher import Matcher, parse_address
@@ -38,6 +38,11 @@ MAX_FAST_LINE = 1024  # longer lines take the matcher's way, with its size check
 FLAG_SETS = 64  # distinct TCP flag texts remembered
 ADDRESSES = 4096  # address texts remembered (a source sends several knocks)
 STAMPS = 256  # timestamp texts remembered
+# The groups each reader takes, fetched in one call: one `group()` beats eight `m[name]`.
+PACKET_GROUPS = ("src", "src6", "dst", "dst6", "spt", "dpt", "tcp", "flags")
+STAMP_GROUPS = ("iso", "zone", "trad", "isec", "tsec", "fraction")
+NO_FLAGS: frozenset[str] = frozenset()
+_new = tuple.__new__  # a Knock straight from its fields, without NamedTuple's Python __new__
 
 _IFNAME = r"[A-Za-z0-9_.@+-]{0,15}"
 _NUM = r"[0-9]{1,10}"
@@ -102,17 +107,17 @@ class FastLane:
         if m is None:
             return None
         if at is None:
-            at = self._seconds(m)
+            at = self._seconds(m.group(*STAMP_GROUPS))
             if at is None:
                 return None
-        return self._knock(m, at)
+        return self._knock(m.group(*PACKET_GROUPS), at)
 
     def message(self, text: str, at: float) -> Knock | None:
         """A kernel message (the envelope already judged and stripped) at time `at`."""
         if len(text) > MAX_FAST_LINE:
             return None
         m = self._message(text if text[-1:] == " " else text + " ")
-        return None if m is None else self._knock(m, at)
+        return None if m is None else self._knock(m.group(*PACKET_GROUPS), at)
 
     def agrees_with(self, matcher: Matcher) -> bool:
         """Whether the matcher reads every sample shape as this lane does."""
@@ -125,14 +130,16 @@ class FastLane:
                 return False
         return True
 
-    def _knock(self, m: re.Match[str], at: float) -> Knock | None:
-        src, dst = self._address(m["src"] or m["src6"]), self._address(m["dst"] or m["dst6"])
-        spt, dpt = int(m["spt"]), int(m["dpt"])
-        if src is None or dst is None or spt > 65535 or dpt > 65535:
+    def _knock(self, groups: tuple[Any, ...], at: float) -> Knock | None:
+        """The knock of a matched packet's groups (PACKET_GROUPS), or None to ask the matcher."""
+        src4, src6, dst4, dst6, spt, dpt, tcp, flags = groups
+        src, dst = self._address(src4 or src6), self._address(dst4 or dst6)
+        port = int(dpt)
+        if src is None or dst is None or int(spt) > 65535 or port > 65535:
             return None
-        if m["tcp"]:
-            return Knock(src, dst, "tcp", dpt, at, self._flag_set(m["flags"]))
-        return Knock(src, dst, "udp", dpt, at, frozenset())
+        if tcp:
+            return _new(Knock, (src, dst, "tcp", port, at, self._flag_set(flags or "")))
+        return _new(Knock, (src, dst, "udp", port, at, NO_FLAGS))
 
     def _address(self, text: str) -> IPAddress | None:
         """The matcher's reading of an address (None: it rejects it), remembered."""
@@ -147,22 +154,24 @@ class FastLane:
         except KeyError:
             return _remember(self._flags, FLAG_SETS, text, frozenset(text.split()))
 
-    def _seconds(self, m: re.Match[str]) -> float | None:
-        """The header's time, as the syslog envelope reads it; None where it names no moment.
+    def _seconds(self, groups: tuple[Any, ...]) -> float | None:
+        """The header's time (STAMP_GROUPS), as the syslog envelope reads it; None
+        where it names no moment.
 
         The start of each minute is remembered: lines come in time order, so
         the envelope's own functions run about once per minute of log. The sum
         is made in the envelope's order, so it is the same float to the bit.
         """
-        key = m["iso"] + (m["zone"] or "") if m["iso"] else m["trad"]
+        iso, zone, trad, isec, tsec, fraction = groups
+        key = iso + (zone or "") if iso else trad
         try:
             minute = self._stamps[key]
         except KeyError:
-            minute = _remember(self._stamps, STAMPS, key, _read_minute(m))
-        seconds = int(m["isec"] or m["tsec"])
+            minute = _remember(self._stamps, STAMPS, key, _read_minute(iso, zone, trad))
+        seconds = int(isec or tsec)
         if minute is None or seconds > 59:
             return None
-        return minute + seconds + stamps.fraction_of(m["fraction"])
+        return minute + seconds + stamps.fraction_of(fraction)
 
     def forget(self) -> None:
         """Drop remembered timestamps: the local zone or the year to guess may have changed."""
@@ -184,12 +193,12 @@ def _valid(value: object) -> IPAddress | None:
     return value if isinstance(value, IPAddress) else None
 
 
-def _read_minute(m: re.Match[str]) -> float | None:
+def _read_minute(iso: str | None, zone: str | None, trad: str | None) -> float | None:
     """The first second of the header's minute, read by the envelope's own functions."""
     try:
-        if m["iso"]:
-            return stamps.iso(m["iso"] + ":00" + (m["zone"] or ""))
-        month, day, clock = m["trad"].split(maxsplit=2)
+        if iso:
+            return stamps.iso(iso + ":00" + (zone or ""))
+        month, day, clock = (trad or "").split(maxsplit=2)
         return stamps.yearless(month, int(day), clock + ":00", None, None)
     except stamps.BadTime:
         return None
