@@ -14,11 +14,10 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from . import __version__
-from .errors import LogknockError, exit_code_for
 
 # Command name -> the module that registers it, in help order. Only the module
 # of the command being run is imported, so `replay` does not pay for `sh` or
-# the firewall renderer at start-up; `--help` imports them all.
+# the firewall renderer at start-up; `--help` imports them all, `--version` none.
 COMMANDS = {
     "run": "cmd_run",
     "check": "cmd_check",
@@ -35,10 +34,22 @@ COMMANDS = {
 
 
 def command_modules(argv: Sequence[str] | None = None) -> list[ModuleType]:
-    """The modules to register: the named command's only, or all of them."""
-    wanted = next((w for w in argv or () if not w.startswith("-")), None)
-    names = [COMMANDS[wanted]] if wanted in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    """The modules to register: the named command's only, none when only the
+    version is asked for, all of them otherwise (help and errors list them)."""
+    words = list(argv or ())
+    wanted = next((w for w in words if not w.startswith("-")), None)
+    if wanted in COMMANDS:
+        names = [COMMANDS[wanted]]
+    elif words and all(_asks_version(word) for word in words):
+        names = []
+    else:
+        names = list(dict.fromkeys(COMMANDS.values()))
     return [importlib.import_module(f"{__package__}.{name}") for name in names]
+
+
+def _asks_version(word: str) -> bool:
+    """`--version`, or an abbreviation argparse takes for it."""
+    return len(word) > 2 and "--version".startswith(word)
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -60,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run a parsed command: the one place where failures become exit codes."""
+    from .errors import LogknockError, exit_code_for  # not needed for --help and --version
+
     try:
         code: int = args.func(args)
     except LogknockError as exc:

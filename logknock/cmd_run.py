@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .config import DEFAULT_PATH
-from .service import setup_logging
+from .config_path import DEFAULT_PATH
 
 
 def register(subparsers: Any) -> None:
@@ -18,6 +17,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .daemon import Daemon  # the daemon pulls in systemd and watchdog
+    from .service import setup_logging
 
     setup_logging(args.verbose)
     return Daemon(args.config).run()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 
 from . import config_values as values
+from .config_path import DEFAULT_PATH
 from .config_reader import Reader, suggest
 from .config_sequences import read_defaults, read_sequences
 from .config_values import parse_step
@@ -27,7 +28,6 @@ from .schema import Bruteforce, Config, Limits, SourceSpec
 
 __all__ = ["DEFAULT_PATH", "Marks", "load", "load_text", "load_with_marks", "parse_step"]
 
-DEFAULT_PATH = "/etc/logknock/logknock.yaml"
 TOP_KEYS = (
     "source",
     "prefix",

@@ -7,7 +7,6 @@ so one pass reports all problems of a file.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable, Collection, Mapping
 from typing import TypeVar
@@ -22,6 +21,8 @@ Fields = Mapping[str, Node]
 
 def suggest(word: str, choices: Collection[str]) -> str:
     """ " (did you mean 'x'?)" for the closest choice, or ""."""
+    import difflib  # only a mistyped name pays for it
+
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

@@ -15,7 +15,6 @@ index is *unreleased*.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -36,6 +35,8 @@ SHIPPED_DIRS = ("/etc/logknock/patterns", "/usr/share/logknock/patterns")
 
 @dataclass(frozen=True, slots=True)
 class Pattern:
+    """One regex of a pack, compiled."""
+
     id: str
     source: str  # the regex text after fragment expansion
     compiled: Any  # regex.Pattern[str]; the regex stubs are not typed
@@ -52,16 +53,23 @@ class TokenChecks:
 
 @dataclass(frozen=True, slots=True)
 class Pack:
+    """A loaded pattern pack: its compiled patterns, token checks and limits."""
+
     name: str
     version: str
     description: str
     path: Path
-    digest: str
+    content: bytes = field(repr=False)  # pack.yaml as it was loaded
     patterns: tuple[Pattern, ...]
     checks: TokenChecks = field(default_factory=TokenChecks)
     header: Any = None  # compiled regex that finds the IN= OUT= header
     max_message: int = 2048
     timeout: float = 0.05
+
+    @property
+    def digest(self) -> str:
+        """`sha256:...` of pack.yaml as it was loaded (`index.yaml` records these)."""
+        return _sha256(self.content)
 
     @property
     def spec(self) -> str:
@@ -83,7 +91,13 @@ def search_dirs(patterns_dir: str | os.PathLike[str] | None) -> list[Path]:
 
 
 def digest_of(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    return _sha256(path.read_bytes())
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib  # OpenSSL's start-up (~3 ms) is paid only when a digest is asked for
+
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def split_spec(spec: str) -> tuple[str, str | None]:
@@ -147,7 +161,7 @@ def _build(data: Mapping[str, Any], file: Path) -> Pack:
         version=version,
         description=str(data.get("description", "")).strip(),
         path=file.parent,
-        digest=digest_of(file),
+        content=file.read_bytes(),
         patterns=tuple(_pattern(p, fragments, file) for p in data.get("patterns") or ()),
         checks=_checks(data.get("checks") or {}),
         header=_compile(_expand(str(data.get("header", "")), fragments, file), file, "header"),

@@ -62,6 +62,8 @@ class Totp:
 
 @dataclass(frozen=True, slots=True)
 class Sequence:
+    """A named way in: its knocks (or one-time or TOTP steps) and what it opens."""
+
     name: str
     knock: tuple[Step, ...] = ()  # empty for one-time and TOTP sequences
     open: tuple[PortSpec, ...] = ()
@@ -78,6 +80,8 @@ class Sequence:
 
 @dataclass(frozen=True, slots=True)
 class Bruteforce:
+    """When a source that keeps knocking wrong is banned, and for how long."""
+
     max_failures: int = 5
     window: float = 600.0
     ban_for: float = 3600.0
@@ -85,11 +89,15 @@ class Bruteforce:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """Bounds on the tracker's memory."""
+
     max_tracked: int = 100_000
 
 
 @dataclass(frozen=True, slots=True)
 class SourceSpec:
+    """Where log lines are read from."""
+
     kind: str  # "journal" | "kmsg" | "file"
     path: str | None = None  # for "file"
     trust: str | None = None  # "kernel-only" marks a file only the kernel writes
@@ -98,6 +106,8 @@ class SourceSpec:
 
 @dataclass(frozen=True, slots=True)
 class Config:
+    """The whole configuration; the defaults are the daemon's."""
+
     path: str = "<defaults>"
     sources: tuple[SourceSpec, ...] = (SourceSpec("journal"),)
     prefix: str = "logknock: "
