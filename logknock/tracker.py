@@ -4,6 +4,8 @@ No I/O, no threads, no clock: `feed(knock)` uses the knock's event time and
 `tick(now)` the time the caller passes. docs/semantics.md states every rule;
 tests/test_tracker.py pins each one under the rule's name.
 
+    paths     tracker_general.General      any knock, by the rules (views of progress)
+              tracker_core.Core            shared state: completions, failures, time
     progress  tracker_table.ProgressTable  bounded two-tier (source, sequence) table
               tracker_ring.FirstStepRing   its first-step tier, built for floods
     routes    tracker_routes.FirstSteps    which sequences a knock can start
@@ -12,41 +14,34 @@ tests/test_tracker.py pins each one under the rule's name.
     spent     tracker_spent.Spent          used one-time lines and TOTP periods
     state     tracker_state.TrackerState   what survives a restart, as JSON
 
-Time moves only forward: the clock is the latest time seen. `_advance` skips
-all expiry work until the earliest time anything can be due.
+`feed` is the hot path: a replayed log or a flood sends every knock through
+it. Almost every knock has one of four shapes (a source with no progress, a
+second step after a first, a next step after one advanced entry, the
+completing step), and the lanes below take those with a few comparisons and
+no intermediate objects; any other shape, or any doubt, goes to the general
+path, which gives the same answer more slowly (tests/test_tracker_fast.py).
 """
 
 from __future__ import annotations
 
 import math
+from ipaddress import IPv4Address
 from operator import attrgetter
 
 from .models import Decision, IPAddress, Knock
-from .schema import Config
-from .tracker_grants import GrantKey, Grants
-from .tracker_guard import Guard
-from .tracker_routes import FirstSteps, Plan, Route, Start
-from .tracker_spent import Spent
+from .schema import Config, Step
+from .tracker_general import General
+from .tracker_grants import Grant
+from .tracker_routes import FirstSteps, Plan, Route
 from .tracker_state import BanState, GrantState, TrackerState
-from .tracker_table import Progress, ProgressTable, source_key
+from .tracker_table import V6, Progress, source_key
 
 __all__ = ["BanState", "GrantState", "Tracker", "TrackerState"]
 
 
-class Tracker:
+class Tracker(General):
     def __init__(self, config: Config, *, state: TrackerState | None = None) -> None:
-        self._config = config
-        self._plans = {spec.name: Plan.of(spec) for spec in config.sequences}
-        self._table = ProgressTable(config.limits.max_tracked)
-        self._guard = Guard(config.bruteforce, config.limits.max_tracked)
-        self._grants = Grants()
-        self._spent = Spent()
-        self._clock = -math.inf
-        self._due = -math.inf  # nothing can expire before this: `_advance` skips till then
-        self.revision = 0  # grows whenever what snapshot() returns changes
-        if state is not None:
-            self._restore(state)
-        self._first = FirstSteps(self._plans.values(), self._spent.lines)
+        super().__init__(config, state)
 
     @property
     def grants(self) -> tuple[GrantState, ...]:
@@ -62,12 +57,32 @@ class Tracker:
         return self._table.count
 
     def feed(self, knock: Knock) -> list[Decision]:
-        """Follow one knock; the decisions it (and the time it carries) causes."""
-        out = self._advance(knock.at)
-        key = source_key(knock.src)
-        if not self._guard.banned(key):
-            out += self._knock(key, knock)
-        return _ordered(out)
+        """Follow one knock; the decisions it (and the time it carries) causes.
+
+        What the knock itself decides is all at its time, in order already:
+        only what the sweep adds needs sorting in. The source key is
+        `source_key` spelled out, and the lane is picked here, as every knock
+        pays for this: see `_fresh`, `_second`, `_onward`."""
+        at = knock.at
+        if at > self._clock:  # noqa: PLR1730 - max() costs a call, on every knock
+            self._clock = at
+        swept = None if self._clock < self._due else self._sweep(self._clock)
+        src = knock.src
+        key = src.__int__() if isinstance(src, IPv4Address) else src.__int__() | V6
+        if key in self._guard.banned_keys:
+            out: list[Decision] = []
+        else:
+            table = self._table
+            slot, advanced = table.ring.slot(key), table.by_source.get(key)
+            if slot >= 0:
+                out = (
+                    self._second(key, knock, slot) if advanced is None else self._knock(key, knock)
+                )
+            elif advanced is None:
+                out = self._fresh(key, knock)
+            else:
+                out = self._onward(key, knock, advanced)
+        return _ordered(swept + out) if swept else out
 
     def tick(self, now: float) -> list[Decision]:
         """Close expired grants, lift ended bans, count timed-out progress."""
@@ -83,9 +98,7 @@ class Tracker:
         out = self._advance(now)
         until = now + (plan.spec.open_for if duration is None else duration)
         out.append(
-            self._open(
-                (source_key(src), sequence), GrantState(src, sequence, plan.ports, until, now)
-            )
+            self._open((source_key(src), sequence), Grant(src, sequence, plan.ports, until, now))
         )
         return _ordered(out)
 
@@ -110,182 +123,96 @@ class Tracker:
         """Take a new configuration: grants, bans and used lines stay; progress
         stays only for sequences that exist unchanged."""
         old = self._plans
-        self._config = config
+        self._config, self._window = config, config.duplicate_window
         self._plans = {s.name: _same(old.get(s.name), s) or Plan.of(s) for s in config.sequences}
         self._guard.policy, self._guard.limit = config.bruteforce, config.limits.max_tracked
         self._table = self._table.rebuilt(config.limits.max_tracked, set(self._plans.values()))
         self._first = FirstSteps(self._plans.values(), self._spent.lines)
         self._due = -math.inf
 
-    # -- a knock ---------------------------------------------------------------
+    # -- the lanes ---------------------------------------------------------------
 
-    def _knock(self, key: int, knock: Knock) -> list[Decision]:
-        first, advanced = self._table.first(key), self._table.advanced(key)
-        if first is None and not advanced:  # most knocks: a source with no progress
-            return self._begin(key, knock, self._start(key, knock, set()))
-        views = _views(key, first, advanced, knock, self._clock)
-        if views and _ignored(views, knock, self._config.duplicate_window):
+    def _fresh(self, key: int, knock: Knock) -> list[Decision]:
+        """A source with no progress: the knock starts something or nothing.
+        Most knocks are on no first step's port: that is looked up here first."""
+        first = self._first
+        if not (first.periodic or knock.dport in first.ports):
             return []
-        moved, done = self._step(key, views, knock)
-        start = self._start(key, knock, {p.plan for p in moved} | {r.plan for r in done})
-        self._table.drop_source(key)
-        for progress in moved:
-            self._table.put_advanced(progress)
-            self._soon(progress.deadline)
-        out = [d for route in done for d in self._complete(key, knock, route)]
-        out += self._begin(key, knock, start)
-        if views and not (moved or done or start):
-            out += self._fail(key, knock.src, knock.at)
-        return out
-
-    def _begin(self, key: int, knock: Knock, start: Start | None) -> list[Decision]:
-        """Record the first steps a knock matched; a one-step sequence completes at once."""
+        start = first.start(knock)
         if start is None:
             return []
-        waiting = Start.of(r for r in start.routes if len(r.steps) > 1) if start.single else start
-        if waiting is not None:
-            self._table.put_first(key, waiting, knock.at)
-            self._soon(knock.at + waiting.wait)
-        if not start.single:
-            return []
-        singles = [r for r in start.routes if len(r.steps) == 1]
-        return [d for route in singles for d in self._complete(key, knock, route)]
+        if not start.waits:
+            return self._knock(key, knock)
+        at = knock.at
+        self._table.put_first(key, start, at)
+        due = at + start.wait
+        self._due = due if due < self._due else self._due
+        return []
 
-    def _step(
-        self, key: int, views: list[Progress], knock: Knock
-    ) -> tuple[list[Progress], list[Route]]:
-        """Advance each view the knock is the next step of; the rest are reset."""
-        moved: list[Progress] = []
-        done: list[Route] = []
-        for view in views:
-            n = view.n
-            routes = tuple(
-                r for r in view.routes if r.steps[n].accepts(knock) and self._spent.usable(key, r)
-            )
-            finished = [r for r in routes if len(r.steps) == n + 1]
-            if finished:
-                done.append(finished[0])
-            elif routes:
-                moved.append(
-                    Progress(key, knock.src, view.plan, n + 1, routes, view.first_at, knock.at)
-                )
-        return moved, done
+    def _second(self, key: int, knock: Knock, slot: int) -> list[Decision]:
+        """A source that matched one first step: the knock may be its second step."""
+        ring = self._table.ring
+        start, first_at = ring.starts[slot], ring.ats[slot]
+        assert start is not None
+        route = start.lone
+        if route is None or not self._clock <= first_at + route.plan.wait:
+            return self._knock(key, knock)
+        return self._follow(key, knock, start.routes, 1, first_at, first_at, slot)
 
-    def _start(self, key: int, knock: Knock, busy: set[Plan]) -> Start | None:
-        """What the knock starts afresh, leaving out sequences it just advanced."""
-        start = self._first.start(knock)
-        if start is None or (not busy and not start.totp):
-            return start
-        return Start.of(
-            r for r in start.routes if r.plan not in busy and self._spent.usable(key, r)
-        )
+    def _onward(self, key: int, knock: Knock, advanced: list[Progress]) -> list[Decision]:
+        """A source with advanced progress: the knock may be its next or last step."""
+        progress = advanced[0]
+        routes = progress.routes
+        if len(advanced) != 1 or len(routes) != 1 or not routes[0].plain:
+            return self._knock(key, knock)
+        first_at, last_at = progress.first_at, progress.last_at
+        return self._follow(key, knock, routes, progress.n, first_at, last_at, -1)
 
-    # -- completions -----------------------------------------------------------
-
-    def _complete(self, key: int, knock: Knock, route: Route) -> list[Decision]:
-        """What completing `route` does; a used line or period is recorded first."""
-        if self._spent.spend(key, knock.src, route):
-            self._first.forget(route)
-            self._soon(self._spent.next_due())
-            self.revision += 1
-        spec, at = route.plan.spec, knock.at
-        if spec.closes:
-            return self._close((key, spec.closes), at)
-        gkey = (key, spec.name)
-        if self._grants.quiet(gkey, at, self._clock):
-            return []
-        self._soon(self._grants.next_due())
-        if spec.toggle and self._grants.get(gkey) is not None:
-            return self._close(gkey, at)
-        state = GrantState(knock.src, spec.name, route.plan.ports, at + spec.open_for, at)
-        return [self._open(gkey, state)]
-
-    def _open(self, gkey: GrantKey, state: GrantState) -> Decision:
-        self.revision += 1
-        self._soon(state.expires)
-        return self._grants.open(gkey, state)
-
-    def _close(self, gkey: GrantKey, at: float) -> list[Decision]:
-        closed = self._grants.close(gkey, at)
-        self.revision += len(closed)
-        return closed
-
-    def _fail(
-        self, key: int, src: IPAddress, at: float, stamp: float | None = None
+    def _follow(  # noqa: PLR0917 - one call per knock that has progress: no keywords
+        self,
+        key: int,
+        knock: Knock,
+        routes: tuple[Route, ...],
+        n: int,
+        first_at: float,
+        last_at: float,
+        slot: int,
     ) -> list[Decision]:
-        banned = self._guard.fail(key, src, at, self._clock, stamp)
-        self._soon(self._guard.next_due())
-        if banned:
-            self._table.drop_source(key)
-            self.revision += 1
-        return banned
-
-    # -- time ------------------------------------------------------------------
-
-    def _advance(self, now: float) -> list[Decision]:
-        """Everything due by `now` (or by the latest time seen, if later)."""
-        self._clock = max(self._clock, now)
-        return [] if self._clock < self._due else self._sweep(self._clock)
-
-    def _soon(self, due: float) -> None:
-        """Something new may expire at `due`: make sure `_advance` looks then."""
-        self._due = min(self._due, due)
-
-    def _sweep(self, now: float) -> list[Decision]:
-        """Close, time out, lift and prune what is due by `now`; note when to look next."""
-        out = self._grants.expire(now)
-        for progress in self._table.expire(now):
-            out += self._fail(progress.key, progress.src, progress.deadline, progress.last_at)
-        lifted = self._guard.expire(now)
-        if out or lifted:
-            self.revision += 1
-        self._spent.prune(now, self._plans)
-        self._due = min(
-            self._grants.next_due(),
-            self._table.next_due(),
-            self._guard.next_due(),
-            self._spent.next_due(),
-        )
-        return out + lifted if lifted else out
-
-    def _restore(self, state: TrackerState) -> None:
-        for grant in state.grants:
-            self._grants.open((source_key(grant.src), grant.sequence), grant)
-        for ban in state.bans:
-            self._guard.ban(source_key(ban.src), ban.src, ban.until, until=ban.until)
-        self._spent.restore(state)
+        """Take a knock against a source's one progress, `n` steps along its one plain
+        route (held in ring slot `slot`, or advanced when -1), as `_knock` would:
+        ignore it (out of order, or a repeat of step n within the duplicate window),
+        advance or complete, or reset with one failure. A knock that starts a
+        sequence is left to `_knock`."""
+        at, port, proto = knock.at, knock.dport, knock.proto
+        steps = routes[0].steps
+        done = steps[n - 1]
+        if at < last_at or (
+            done.port == port and done.proto == proto and at - last_at <= self._window
+        ):
+            return []
+        first = self._first
+        if (first.periodic or port in first.ports) and first.start(knock) is not None:
+            return self._knock(key, knock)
+        if slot < 0:
+            self._table.drop_advanced(key)
+        else:
+            self._table.ring.clear(slot)
+        if not _accepts(steps[n], knock):
+            return self._fail(key, knock.src, at)
+        if len(steps) == n + 1:
+            return self._decide(key, knock, routes[0])
+        progress = Progress(key, knock.src, routes[0].plan, n + 1, routes, first_at, at)
+        self._table.put_advanced(progress)
+        due = progress.deadline
+        self._due = due if due < self._due else self._due
+        return []
 
 
-def _views(
-    key: int,
-    first: tuple[Start, float] | None,
-    advanced: list[Progress],
-    knock: Knock,
-    clock: float,
-) -> list[Progress]:
-    """A source's live progress, first-step entries unpacked.
-
-    Progress is live while the clock (the latest time seen) is at or before its
-    deadline; advanced entries past it were already expired by `_advance`.
-    """
-    views = list(advanced)
-    if first is not None:
-        start, at = first
-        for plan in start.plans:
-            if clock <= at + plan.wait:
-                routes = tuple(r for r in start.routes if r.plan is plan)
-                views.append(Progress(key, knock.src, plan, 1, routes, at, at))
-    return views
-
-
-def _ignored(views: list[Progress], knock: Knock, window: float) -> bool:
-    """An out-of-order knock, or a repeat of the step just matched within `window`."""
-    last = max(views, key=attrgetter("last_at"))
-    if knock.at < last.last_at:
-        return True
-    step = last.routes[0].steps[last.n - 1]
-    repeat = step.port == knock.dport and step.proto == knock.proto
-    return repeat and knock.at - last.last_at <= window
+def _accepts(step: Step, knock: Knock) -> bool:
+    """`step.accepts(knock)`, with no call for a step without flags (most steps)."""
+    if step.port != knock.dport or step.proto != knock.proto:
+        return False
+    return not (step.flags_set or step.flags_unset) or step.accepts(knock)
 
 
 def _ordered(decisions: list[Decision]) -> list[Decision]:

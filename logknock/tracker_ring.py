@@ -23,10 +23,13 @@ from collections.abc import Iterator
 from .tracker_routes import Start
 
 _W = 192  # hash word: wider than any key (129 bits)
-_WORD = (1 << _W) - 1
 
 
 class FirstStepRing:
+    """The ring and its index. `slot(key)` finds a source's slot; the tracker's
+    lanes then read `starts[slot]` and `ats[slot]` and `clear(slot)` it, with no
+    second lookup. Only the ring writes those arrays."""
+
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.weight = 0  # entries held: a slot counts once per sequence it started
@@ -39,41 +42,81 @@ class FirstStepRing:
         self._add = secrets.randbits(_W)
         self._index = array("i", bytes(4 * size))  # slot + 1; 0 is an empty bucket
         self._keys: list[int | None] = [None] * capacity
-        self._starts: list[Start | None] = [None] * capacity
-        self._ats = array("d", bytes(8 * capacity))
+        self.starts: list[Start | None] = [None] * capacity
+        self.ats = array("d", bytes(8 * capacity))
         self._homes = array("i", bytes(4 * capacity))
-        self._hashed = (-1, 0)  # the last key hashed and its bucket: find() then put()
+        self._hashed = (-1, 0)  # the last key hashed and its bucket: slot() then put()
         self._head = 0  # the next slot to write
         self._used = 0  # slots from the oldest to the head, emptied ones included
 
     def find(self, key: int) -> tuple[Start, float] | None:
-        slot = self._slot(key)
+        slot = self.slot(key)
         if slot < 0:
             return None
-        start = self._starts[slot]
+        start = self.starts[slot]
         assert start is not None
-        return start, self._ats[slot]
+        return start, self.ats[slot]
+
+    def slot(self, key: int) -> int:
+        """The slot of `key`, or -1; its bucket is remembered for a `put` that follows.
+
+        The bucket is the top bits of (mult * key + add) mod 2**_W, taken with a
+        shift and the index mask: the same bits as reducing first, one big-int
+        operation fewer."""
+        bucket = (self._mult * key + self._add >> self._shift) & self._mask
+        self._hashed = (key, bucket)
+        index, keys, mask = self._index, self._keys, self._mask
+        while entry := index[bucket]:
+            if keys[entry - 1] == key:
+                return entry - 1
+            bucket = (bucket + 1) & mask
+        return -1
 
     def put(self, key: int, start: Start, at: float) -> None:
         """Add a slot for `key`, which must have none; a full ring drops its oldest."""
         if self._used == self.capacity:
             self.pop_oldest()
         slot = self._head
-        home = self._home(key)
+        hashed, home = self._hashed
+        if hashed != key:
+            home = (self._mult * key + self._add >> self._shift) & self._mask
+        index, mask = self._index, self._mask
         bucket = home
-        while self._index[bucket]:
-            bucket = (bucket + 1) & self._mask
-        self._index[bucket] = slot + 1
-        self._keys[slot], self._starts[slot], self._ats[slot] = key, start, at
+        while index[bucket]:
+            bucket = (bucket + 1) & mask
+        index[bucket] = slot + 1
+        self._keys[slot] = key
+        self.starts[slot] = start
+        self.ats[slot] = at
         self._homes[slot] = home
         self._head = (slot + 1) % self.capacity
         self._used += 1
-        self.weight += len(start.plans)
+        self.weight += start.weight
 
     def remove(self, key: int) -> None:
-        slot = self._slot(key)
+        slot = self.slot(key)
         if slot >= 0:
-            self._clear(slot)
+            self.clear(slot)
+
+    def clear(self, slot: int) -> None:
+        """Empty a slot that holds a source; it leaves the ring when it is the oldest.
+
+        Its bucket is emptied by backward-shift deletion: later entries of the
+        same run that may sit in the hole move back, so no tombstone is left."""
+        start = self.starts[slot]
+        assert start is not None
+        self.weight -= start.weight
+        self._keys[slot] = self.starts[slot] = None
+        index, homes, mask = self._index, self._homes, self._mask
+        hole = homes[slot]
+        while index[hole] != slot + 1:
+            hole = (hole + 1) & mask
+        index[hole] = 0
+        bucket = hole
+        while entry := index[bucket := (bucket + 1) & mask]:
+            if (bucket - hole) & mask <= (bucket - homes[entry - 1]) & mask:
+                index[hole], index[bucket] = entry, 0
+                hole = bucket
 
     def pop_oldest(self, *, live_only: bool = False) -> None:
         """Drop the oldest slot; with `live_only`, the oldest one that holds a source."""
@@ -81,20 +124,33 @@ class FirstStepRing:
             slot = (self._head - self._used) % self.capacity
             self._used -= 1
             if self._keys[slot] is not None:
-                self._clear(slot)
+                self.clear(slot)
                 return
             if not live_only:
                 return
 
-    def oldest_is_stale(self, now: float) -> bool:
-        """Is the oldest slot empty, or past the longest wait of what it started?"""
-        return self.oldest_due() < now
+    def drop_stale(self, now: float) -> None:
+        """Drop the oldest slots while they are empty or past the longest wait of what
+        they started. One loop over the flat arrays: a flood makes this the sweep's work."""
+        starts, ats, capacity = self.starts, self.ats, self.capacity
+        while self._used:
+            slot = (self._head - self._used) % capacity
+            start = starts[slot]
+            due = -math.inf if start is None else ats[slot] + start.wait
+            if not due < now:
+                return
+            self._used -= 1
+            if start is not None:
+                self.clear(slot)
 
     def oldest_due(self) -> float:
-        """When the oldest slot turns stale (-inf when it is empty already)."""
+        """When the oldest slot turns stale: -inf when it is empty already, inf when
+        the ring holds no slot at all."""
+        if not self._used:
+            return math.inf
         slot = (self._head - self._used) % self.capacity
-        start = self._starts[slot]
-        return -math.inf if start is None else self._ats[slot] + start.wait
+        start = self.starts[slot]
+        return -math.inf if start is None else self.ats[slot] + start.wait
 
     def __len__(self) -> int:
         return self._used
@@ -103,44 +159,6 @@ class FirstStepRing:
         """(key, start, time) of every live slot, oldest first."""
         for i in range(self._used):
             slot = (self._head - self._used + i) % self.capacity
-            key, start = self._keys[slot], self._starts[slot]
+            key, start = self._keys[slot], self.starts[slot]
             if key is not None and start is not None:
-                yield key, start, self._ats[slot]
-
-    def _home(self, key: int) -> int:
-        if self._hashed[0] != key:
-            self._hashed = (key, ((self._mult * key + self._add) & _WORD) >> self._shift)
-        return self._hashed[1]
-
-    def _slot(self, key: int) -> int:
-        bucket = self._home(key)
-        index, keys, mask = self._index, self._keys, self._mask
-        while entry := index[bucket]:
-            if keys[entry - 1] == key:
-                return entry - 1
-            bucket = (bucket + 1) & mask
-        return -1
-
-    def _clear(self, slot: int) -> None:
-        start = self._starts[slot]
-        assert start is not None
-        self.weight -= len(start.plans)
-        self._keys[slot] = self._starts[slot] = None
-        bucket = self._homes[slot]
-        while self._index[bucket] != slot + 1:
-            bucket = (bucket + 1) & self._mask
-        self._unindex(bucket)
-
-    def _unindex(self, hole: int) -> None:
-        """Empty bucket `hole`, moving back later entries of its run that may fill it."""
-        index, homes, mask = self._index, self._homes, self._mask
-        index[hole] = 0
-        bucket = hole
-        while True:
-            bucket = (bucket + 1) & mask
-            entry = index[bucket]
-            if not entry:
-                return
-            if (bucket - hole) & mask <= (bucket - homes[entry - 1]) & mask:
-                index[hole], index[bucket] = entry, 0
-                hole = bucket
+                yield key, start, self.ats[slot]

@@ -48,6 +48,11 @@ class Route:
     line: str | None = None  # a one-time line, as recorded when used
     counter: int | None = None  # a TOTP period
 
+    @property
+    def plain(self) -> bool:
+        """A `knock:` list: nothing about it is spent when it completes."""
+        return self.line is None and self.counter is None
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Start:
@@ -58,6 +63,9 @@ class Start:
     wait: float  # the longest any of them waits
     totp: bool  # some route is a TOTP period: filter the source's used periods
     single: bool  # some route has one step: the knock completes it
+    lone: Route | None  # the only route, when it is a plain `knock:` list: the tracker's lanes
+    weight: int  # len(plans): the progress entries this start counts as
+    waits: bool  # no one-step and no TOTP route: the knock only records a first step
 
     @classmethod
     def of(cls, routes: Iterable[Route]) -> Start | None:
@@ -67,7 +75,9 @@ class Start:
         plans = tuple(dict.fromkeys(route.plan for route in chosen))
         wait = max(plan.wait for plan in plans)
         totp = any(r.counter is not None for r in chosen)
-        return cls(chosen, plans, wait, totp, any(len(r.steps) == 1 for r in chosen))
+        single = any(len(r.steps) == 1 for r in chosen)
+        lone = chosen[0] if len(chosen) == 1 and chosen[0].plain else None
+        return cls(chosen, plans, wait, totp, single, lone, len(plans), not (totp or single))
 
 
 def line_text(steps: tuple[Step, ...]) -> str:
@@ -90,18 +100,26 @@ class FirstSteps:
         plans = list(plans)
         self._fixed: dict[PortKey, list[Route]] = {}
         self._totp = [plan for plan in plans if plan.spec.totp is not None]
+        self.periodic = bool(self._totp)  # some first steps change with time: ask `start`
         self._timed: dict[PortKey, list[Route]] = {}
-        self._valid = (math.inf, -math.inf)  # the times the TOTP index holds for
+        # the times the TOTP index holds for: all times when there is none to index
+        self._valid = (math.inf, -math.inf) if self._totp else (-math.inf, math.inf)
         self._cache: dict[tuple[str, int, frozenset[str]], Start | None] = {}
         for plan in plans:
             for route in plan_routes(plan, used.get(plan.name, set())):
                 self._add(self._fixed, route)
+        # every first step's port, and more: `start` is None for a knock on any other
+        # port, and the tracker's lanes check that themselves before asking
+        self.ports = {port for _, port in self._fixed}
 
     def start(self, knock: Knock) -> Start | None:
         """The routes whose first step accepts `knock` (before per-source filters)."""
-        low, high = self._valid
-        if not low <= knock.at < high:
-            self._index_periods(knock.at)
+        if self._totp:
+            low, high = self._valid
+            if not low <= knock.at < high:
+                self._index_periods(knock.at)
+        if knock.dport not in self.ports:
+            return None  # most knocks: no first step is on their port
         key = (knock.proto, knock.dport, knock.flags)
         try:
             return self._cache[key]
@@ -136,6 +154,7 @@ class FirstSteps:
             for counter in (now, now - 1) if now > 0 else (now,):
                 self._add(self._timed, Route(plan, totp_steps(totp, counter), counter=counter))
         self._valid = (low, high)
+        self.ports = {port for _, port in self._fixed} | {port for _, port in self._timed}
 
     @staticmethod
     def _add(index: dict[PortKey, list[Route]], route: Route) -> None:

@@ -26,6 +26,7 @@ class Spent:
         self._periods: dict[ReplayKey, IPAddress] = {}
         self._floor: dict[str, int] = {}  # sequence -> oldest period still recorded
         self._prune_at = -math.inf
+        self.due = math.inf  # when `prune` can next have something to do
 
     def usable(self, key: int, route: Route) -> bool:
         if route.line is not None:
@@ -43,6 +44,7 @@ class Spent:
             return True
         if route.counter is not None:
             self._periods[key, route.plan.name, route.counter] = src
+            self.due = self._prune_at
             return True
         return False
 
@@ -56,10 +58,7 @@ class Spent:
         for k in old:
             del self._periods[k]
         self._prune_at = now + min((totp.period for totp in totps.values()), default=30.0)
-
-    def next_due(self) -> float:
-        """When `prune` can next have something to do."""
-        return self._prune_at if self._periods else math.inf
+        self.due = self._prune_at if self._periods else math.inf
 
     def one_time(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
         return tuple((name, tuple(sorted(lines))) for name, lines in sorted(self.lines.items()))
@@ -73,3 +72,4 @@ class Spent:
             self.lines.setdefault(name, set()).update(lines)
         for use in state.totp:
             self._periods[source_key(use.src), use.sequence, use.counter] = use.src
+        self.due = self._prune_at if self._periods else math.inf

@@ -26,81 +26,95 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from .models import IPAddress
 from .tracker_ring import FirstStepRing
 from .tracker_routes import Plan, Route, Start
 
-_V6 = 1 << 128  # keeps IPv6 keys apart from IPv4 keys
+V6 = 1 << 128  # keeps IPv6 keys apart from IPv4 keys
 
 
 def source_key(src: IPAddress) -> int:
-    """The int the tables key a source by."""
-    return int(src) if isinstance(src, IPv4Address) else int(src) | _V6
+    """The int the tables key a source by (`Tracker.feed` spells this out)."""
+    key = src.__int__()  # int(src) without the slot wrapper: a third of the time
+    return key if isinstance(src, IPv4Address) else key | V6
 
 
-@dataclass(slots=True, eq=False)
 class Progress:
-    """A source at step `n` (two or more steps matched) of a sequence."""
+    """A source at step `n` (two or more steps matched) of a sequence.
 
-    key: int
-    src: IPAddress
-    plan: Plan
-    n: int  # steps matched so far
-    routes: tuple[Route, ...]  # the routes every step so far matched
-    first_at: float
-    last_at: float
-    alive: bool = True
+    A plain slotted class rather than a dataclass: one is made for most knocks
+    that advance, and its deadline, read three times, is worked out once."""
 
-    @property
-    def deadline(self) -> float:
-        spec = self.plan.spec
-        return min(self.last_at + spec.step_timeout, self.first_at + spec.sequence_timeout)
+    __slots__ = ("alive", "deadline", "first_at", "key", "last_at", "n", "plan", "routes", "src")
+
+    def __init__(  # noqa: PLR0917 - keyword arguments to a class call cost a dict each
+        self,
+        key: int,
+        src: IPAddress,
+        plan: Plan,
+        n: int,  # steps matched so far
+        routes: tuple[Route, ...],  # the routes every step so far matched
+        first_at: float,
+        last_at: float,
+    ) -> None:
+        self.key, self.src, self.plan, self.n, self.routes = key, src, plan, n, routes
+        self.first_at, self.last_at, self.alive = first_at, last_at, True
+        spec = plan.spec
+        step_ends, sequence_ends = last_at + spec.step_timeout, first_at + spec.sequence_timeout
+        self.deadline = sequence_ends if sequence_ends < step_ends else step_ends
 
 
 class ProgressTable:
-    """Both tiers, within `limit` entries."""
+    """Both tiers, within `limit` entries.
+
+    The tracker's lanes read `ring` (by slot) and `by_source` directly, a lookup
+    each per knock; every change goes through the methods here."""
 
     def __init__(self, limit: int) -> None:
         self.limit = max(1, limit)
-        self._ring = FirstStepRing(self.limit)
-        self._by_src: dict[int, list[Progress]] = {}
+        self.ring = FirstStepRing(self.limit)
+        self.by_source: dict[int, list[Progress]] = {}  # advanced entries, never empty
         self._advanced = 0
         self._deadlines: list[tuple[float, int, Progress]] = []
         self._ticket = itertools.count()
 
     @property
     def count(self) -> int:
-        return self._ring.weight + self._advanced
+        return self.ring.weight + self._advanced
 
     def first(self, key: int) -> tuple[Start, float] | None:
         """The source's first-step entry: what it started and when."""
-        return self._ring.find(key)
+        return self.ring.find(key)
 
     def advanced(self, key: int) -> list[Progress]:
-        return self._by_src.get(key, [])
+        return self.by_source.get(key, [])
 
     def drop_source(self, key: int) -> None:
         """Forget everything the source had."""
-        self._ring.remove(key)
-        for progress in self._by_src.pop(key, []):
+        self.ring.remove(key)
+        self.drop_advanced(key)
+
+    def drop_advanced(self, key: int) -> None:
+        """Forget the source's advanced entries: all it has, as the caller knows."""
+        for progress in self.by_source.pop(key, ()):
             progress.alive = False
             self._advanced -= 1
 
     def put_first(self, key: int, start: Start, at: float) -> None:
         """Record that the source matched a first step (it must have no first-step entry)."""
-        if len(start.plans) > self.limit - self._advanced:
+        if start.weight > self.limit - self._advanced:
             return  # it would push out a source further along: the least advanced is this one
-        self._ring.put(key, start, at)
-        while self.count > self.limit:
-            self._ring.pop_oldest(live_only=True)
+        ring = self.ring
+        ring.put(key, start, at)
+        while ring.weight + self._advanced > self.limit:
+            ring.pop_oldest(live_only=True)
 
     def put_advanced(self, progress: Progress) -> None:
         """Add progress at step two or later, in place of entries of the same source
         dropped before: this never takes the table over its limit."""
-        self._by_src.setdefault(progress.key, []).append(progress)
+        self.by_source.setdefault(progress.key, []).append(progress)
         self._advanced += 1
         heapq.heappush(self._deadlines, (progress.deadline, next(self._ticket), progress))
         if len(self._deadlines) > 2 * self._advanced + 64:
@@ -114,30 +128,31 @@ class ProgressTable:
         without being returned: a lone first step proves nothing.
         """
         expired: list[Progress] = []
-        while self._deadlines and self._deadlines[0][0] < now:
-            progress = heapq.heappop(self._deadlines)[2]
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] < now:
+            progress = heapq.heappop(deadlines)[2]
             if progress.alive:
                 self._remove(progress)
                 expired.append(progress)
-        while len(self._ring) and self._ring.oldest_is_stale(now):
-            self._ring.pop_oldest()
+        self.ring.drop_stale(now)
         return expired
 
     def next_due(self) -> float:
         """When `expire` can next have something to do."""
         due = self._deadlines[0][0] if self._deadlines else math.inf
-        return min(due, self._ring.oldest_due()) if len(self._ring) else due
+        oldest = self.ring.oldest_due()
+        return oldest if oldest < due else due
 
     def rebuilt(self, limit: int, plans: set[Plan]) -> ProgressTable:
         """A new table of `limit` entries with this one's progress in `plans`,
         the least advanced, oldest left out first when they do not all fit."""
         table = ProgressTable(limit)
-        advanced = [p for ps in self._by_src.values() for p in ps if p.plan in plans]
+        advanced = [p for ps in self.by_source.values() for p in ps if p.plan in plans]
         advanced.sort(key=lambda p: (p.n, p.last_at), reverse=True)
         for progress in advanced[: table.limit]:
             table.put_advanced(progress)
         kept: dict[int, Start | None] = {}  # old start's id -> its part in `plans`
-        for key, start, at in list(self._ring):
+        for key, start, at in list(self.ring):
             if id(start) not in kept:
                 kept[id(start)] = Start.of(r for r in start.routes if r.plan in plans)
             if (new := kept[id(start)]) is not None:
@@ -147,7 +162,7 @@ class ProgressTable:
     def _remove(self, progress: Progress) -> None:
         progress.alive = False
         self._advanced -= 1
-        siblings = self._by_src[progress.key]
+        siblings = self.by_source[progress.key]
         siblings.remove(progress)
         if not siblings:
-            del self._by_src[progress.key]
+            del self.by_source[progress.key]
