@@ -84,10 +84,11 @@ def test_a_file_scanned_in_parts_by_children_reads_as_one(
     path.write_bytes(b"\n".join(body) + (b"\n" if final_newline and body else b""))
     split_min, replay.SPLIT_MIN = replay.SPLIT_MIN, 0  # split even the smallest file
     original, replay.CHUNK = replay.CHUNK, chunk
+    batch, replay.BATCH = replay.BATCH, chunk  # children send many small batches
     try:
         assert read(path, NEEDLE, workers) == read(path, NEEDLE)
     finally:
-        replay.CHUNK, replay.SPLIT_MIN = original, split_min
+        replay.CHUNK, replay.SPLIT_MIN, replay.BATCH = original, split_min, batch
 
 
 def test_parts_start_at_line_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,19 +20,22 @@ scan runs in parallel: every record goes through the caller's one pipeline.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import marshal
 import os
 import signal
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import IO, NoReturn, Protocol
+from typing import IO, Any, NoReturn, Protocol
 
 from ..errors import SourceError
 from ..models import LogRecord
 
 CHUNK = 1 << 20
 SPLIT_MIN = 32 << 20  # bytes: smaller files are scanned faster than a fork is made
+BATCH = 1 << 20  # bytes of lines a child sends at once, and the pipe it asks for
 
 Skipped = Callable[[str, int], None]
 Numbered = Generator[tuple[int, bytes], None, int]  # (line number, line); returns the last number
@@ -178,9 +181,8 @@ def _split(path: str, cuts: list[int], needle: bytes, skip: Callable[[int], None
         with open(path, "rb") as stream:
             number = yield from _needle_lines(_Part(stream, 0, cuts[0]), needle, skip)
         for child in children:
-            found, lines, skipped = child.result(path)
+            lines, skipped = yield from child.found(path, number)
             skip(skipped)
-            yield from ((number + n, line) for n, line in found)
             number += lines
     finally:
         for child in children:
@@ -204,7 +206,13 @@ class _Part:
 
 
 class _Child:
-    """A forked process scanning one part; its findings come back marshalled."""
+    """A forked process scanning one part.
+
+    It writes its needle lines as marshalled lists of about BATCH bytes, then
+    `("end", lines, skipped)` or `("error", message)`. The pipe holds it back
+    when it runs ahead of the reader: memory stays bounded however many lines
+    hold the needle (a flood log is nothing but knock lines).
+    """
 
     def __init__(self, pid: int, fd: int) -> None:
         self.pid, self.fd, self.reaped = pid, fd, False
@@ -212,6 +220,8 @@ class _Child:
     @classmethod
     def start(cls, path: str, begin: int, end: int | None, needle: bytes) -> _Child:
         read_end, write_end = os.pipe()
+        with contextlib.suppress(OSError):  # a larger pipe lets the child run further ahead
+            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, BATCH)
         pid = os.fork()
         if pid == 0:
             os.close(read_end)
@@ -219,22 +229,19 @@ class _Child:
         os.close(write_end)
         return cls(pid, read_end)
 
-    def result(self, path: str) -> tuple[list[tuple[int, bytes]], int, int]:
-        """(needle lines numbered within the part, lines in it, lines skipped)."""
+    def found(self, path: str, base: int) -> Generator[tuple[int, bytes], None, tuple[int, int]]:
+        """The part's needle lines, numbered from line `base`; returns (lines, skipped)."""
         with open(self.fd, "rb", closefd=False) as pipe:
-            data = pipe.read()
+            while isinstance(item := _load(pipe, path), list):
+                yield from ((base + n, line) for n, line in item)
         _, status = os.waitpid(self.pid, 0)
         self.reaped = True
-        if os.waitstatus_to_exitcode(status) != 0 or not data:
-            raise SourceError(f"cannot read {path}: a scanning process failed")
-        # From our own child through our own pipe: marshal is safe and the fastest.
-        found, lines, skipped = marshal.loads(data)  # noqa: S302
-        if isinstance(found, str):
-            raise SourceError(f"cannot read {path}: {found}")
-        return found, lines, skipped
+        if item[0] != "end" or os.waitstatus_to_exitcode(status) != 0:
+            raise SourceError(f"cannot read {path}: {item[1]}")
+        return item[1], item[2]
 
     def stop(self) -> None:
-        """Kill and reap the child unless its result was taken; close the pipe."""
+        """Kill and reap the child unless it was reaped; close the pipe."""
         if not self.reaped:
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
@@ -242,31 +249,46 @@ class _Child:
         os.close(self.fd)
 
 
+def _load(pipe: IO[bytes], path: str) -> Any:
+    """The next value from a child; SourceError when it died before its end."""
+    try:
+        # From our own child through our own pipe: marshal is safe and the fastest.
+        return marshal.load(pipe)  # noqa: S302
+    except (EOFError, ValueError, TypeError) as exc:
+        raise SourceError(f"cannot read {path}: a scanning process failed") from exc
+
+
 def _serve(fd: int, path: str, begin: int, end: int | None, needle: bytes) -> NoReturn:
     """In the child: scan the part, write the findings, exit without cleanups."""
     code = 1
     try:
-        skipped: list[int] = []
-        try:
-            with open(path, "rb") as stream:
-                found, lines = _drain(
-                    _needle_lines(_Part(stream, begin, end), needle, skipped.append)
-                )
-            payload = marshal.dumps((found, lines, sum(skipped)))
-        except OSError as exc:
-            payload = marshal.dumps((exc.strerror or str(exc), 0, 0))
         with open(fd, "wb") as pipe:
-            pipe.write(payload)
+            skipped: list[int] = []
+            try:
+                with open(path, "rb") as stream:
+                    found = _needle_lines(_Part(stream, begin, end), needle, skipped.append)
+                    lines = _send(found, pipe)
+                end_mark: tuple[Any, ...] = ("end", lines, sum(skipped))
+            except OSError as exc:
+                end_mark = ("error", exc.strerror or str(exc))
+            marshal.dump(end_mark, pipe)
         code = 0
     finally:
         os._exit(code)
 
 
-def _drain(numbered: Numbered) -> tuple[list[tuple[int, bytes]], int]:
-    """Everything a scan yields, and what it returns."""
-    found = []
+def _send(numbered: Numbered, pipe: IO[bytes]) -> int:
+    """Write what a scan yields in lists of about BATCH bytes; return what it returns."""
+    batch: list[tuple[int, bytes]] = []
+    size = 0
     while True:
         try:
-            found.append(next(numbered))
+            item = next(numbered)
         except StopIteration as done:
-            return found, done.value
+            marshal.dump(batch, pipe)
+            return int(done.value)
+        batch.append(item)
+        size += len(item[1])
+        if size >= BATCH:
+            marshal.dump(batch, pipe)
+            batch, size = [], 0
