@@ -57,6 +57,8 @@ class TrackerState:
     totp: tuple[TotpUse, ...] = ()
 
     def to_json(self) -> str:
+        """Compact: an indent would make `json` use its pure-Python encoder, and this
+        runs for every decision, before its hook starts (2 ms at 200 grants)."""
         return json.dumps(
             {
                 "version": VERSION,
@@ -65,7 +67,7 @@ class TrackerState:
                 "one_time": {name: list(lines) for name, lines in self.one_time},
                 "totp": [_totp_json(u) for u in self.totp],
             },
-            indent=1,
+            separators=(",", ":"),
             sort_keys=True,
         )
 
