@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -83,12 +84,14 @@ def test_a_file_scanned_in_parts_by_children_reads_as_one(
     path = tmp_path_factory.mktemp("replay") / "log"
     path.write_bytes(b"\n".join(body) + (b"\n" if final_newline and body else b""))
     split_min, replay.SPLIT_MIN = replay.SPLIT_MIN, 0  # split even the smallest file
+    may_fork, replay._may_fork = replay._may_fork, lambda: True  # other tests' threads
     original, replay.CHUNK = replay.CHUNK, chunk
     batch, replay.BATCH = replay.BATCH, chunk  # children send many small batches
     try:
         assert read(path, NEEDLE, workers) == read(path, NEEDLE)
     finally:
         replay.CHUNK, replay.SPLIT_MIN, replay.BATCH = original, split_min, batch
+        replay._may_fork = may_fork
 
 
 def test_parts_start_at_line_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,6 +109,7 @@ def test_stopping_early_leaves_no_child_behind(
     path = tmp_path / "log"
     path.write_bytes(b"logknock: x\n" * 1000)
     monkeypatch.setattr(replay, "SPLIT_MIN", 0)
+    monkeypatch.setattr(replay, "_may_fork", lambda: True)
     started: list[replay._Child] = []
     start = replay._Child.start
     monkeypatch.setattr(replay._Child, "start", lambda *a: started.append(start(*a)) or started[-1])
@@ -115,3 +119,22 @@ def test_stopping_early_leaves_no_child_behind(
     records.close()  # the consumer gives up: the child is killed and reaped
     with pytest.raises(ChildProcessError):
         os.waitpid(started[0].pid, os.WNOHANG)
+
+
+def test_a_process_with_threads_scans_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "log"
+    path.write_bytes(b"logknock: x\n" * 1000)
+    monkeypatch.setattr(replay, "SPLIT_MIN", 0)
+    started: list[object] = []
+    monkeypatch.setattr(replay._Child, "start", lambda *a: started.append(a))
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert len(list(read_files([str(path)], needle=NEEDLE, workers=2))) == 1000
+    finally:
+        stop.set()
+        thread.join()
+    assert started == []

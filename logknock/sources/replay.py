@@ -27,6 +27,7 @@ import marshal
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import IO, Any, NoReturn, Protocol
 
@@ -66,7 +67,7 @@ def read_files(
 
 
 def _found(path: str, needle: bytes, skip: Callable[[int], None], workers: int) -> Numbered:
-    cuts = _cuts(path, workers) if workers > 1 else []
+    cuts = _cuts(path, workers) if workers > 1 and _may_fork() else []
     if not cuts:
         with _open(path) as stream:
             return (yield from _needle_lines(stream, needle, skip))
@@ -145,6 +146,12 @@ def _scan(
 
 
 # -- one file scanned by several processes ------------------------------------------
+
+
+def _may_fork() -> bool:
+    """Only a process with one thread forks: a child of a threaded one could
+    inherit a lock some other thread held (Python 3.12 warns about it)."""
+    return threading.active_count() == 1
 
 
 def _cuts(path: str, workers: int) -> list[int]:
