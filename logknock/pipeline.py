@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from . import envelope as envelopes
 from .fastlane import FastLane
 from .matcher import Matcher
-from .models import Decision, Knock, LogRecord, Match, Origin, Rejection
+from .models import Decision, Envelope, Knock, LogRecord, Match, Origin, Rejection
 from .tracker import Tracker
 
 DRIFT_CODES = frozenset({"no-pattern", "truncated"})
@@ -121,7 +121,7 @@ class Pipeline:
             self._rejected(match, record, counters)
             return None
         origin = match.envelope.origin if match.envelope else Origin.UNKNOWN
-        at = _time_of(match, record, self.clock)
+        at = _time_of(match.envelope, record, self.clock)
         return self._admit(origin, Knock.of_event(match.event, at), record, counters)
 
     def _admit(
@@ -154,8 +154,7 @@ class Pipeline:
         env = envelopes.parse(text, record.envelope, trusted=record.trusted)
         if isinstance(env, Rejection) or env.origin is Origin.NOT_KERNEL:
             return None
-        at = record.at if record.at is not None else env.at
-        knock = self.lane.message(env.message, self.clock if at is None else at)
+        knock = self.lane.message(env.message, _time_of(env, record, self.clock))
         return (env.origin, knock) if knock else None
 
     def _rejected(self, match: Match, record: LogRecord, counters: Counters) -> None:
@@ -183,9 +182,10 @@ def _trusted(origin: Origin, record: LogRecord, require_proof: bool) -> bool:
     return origin is Origin.KERNEL or not require_proof
 
 
-def _time_of(match: Match, record: LogRecord, clock: float) -> float:
+def _time_of(envelope: Envelope | None, record: LogRecord, clock: float) -> float:
+    """The source's time for a record, else its envelope's, else the newest seen."""
     if record.at is not None:
         return record.at
-    if match.envelope and match.envelope.at is not None:
-        return match.envelope.at
+    if envelope is not None and envelope.at is not None:
+        return envelope.at
     return clock
