@@ -3,6 +3,7 @@ hold it, numbered as in the file, and counts every other line."""
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import threading
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from logknock.errors import SourceError
 from logknock.sources import replay
 from logknock.sources.replay import read_files
 
@@ -103,17 +105,23 @@ def test_parts_start_at_line_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert replay._cuts(str(path) + ".gz", 2) == []
 
 
-def test_stopping_early_leaves_no_child_behind(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def knock_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """1,000 needle lines in a file that counts as large enough to split."""
     path = tmp_path / "log"
     path.write_bytes(b"logknock: x\n" * 1000)
     monkeypatch.setattr(replay, "SPLIT_MIN", 0)
+    return path
+
+
+def test_stopping_early_leaves_no_child_behind(
+    knock_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(replay, "_may_fork", lambda: True)
     started: list[replay._Child] = []
     start = replay._Child.start
     monkeypatch.setattr(replay._Child, "start", lambda *a: started.append(start(*a)) or started[-1])
-    records = read_files([str(path)], needle=NEEDLE, workers=2)
+    records = read_files([str(knock_log)], needle=NEEDLE, workers=2)
     assert next(records).data == b"logknock: x"
     assert len(started) == 1
     records.close()  # the consumer gives up: the child is killed and reaped
@@ -122,19 +130,29 @@ def test_stopping_early_leaves_no_child_behind(
 
 
 def test_a_process_with_threads_scans_alone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    knock_log: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "log"
-    path.write_bytes(b"logknock: x\n" * 1000)
-    monkeypatch.setattr(replay, "SPLIT_MIN", 0)
     started: list[object] = []
     monkeypatch.setattr(replay._Child, "start", lambda *a: started.append(a))
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait)
     thread.start()
     try:
-        assert len(list(read_files([str(path)], needle=NEEDLE, workers=2))) == 1000
+        assert len(list(read_files([str(knock_log)], needle=NEEDLE, workers=2))) == 1000
     finally:
         stop.set()
         thread.join()
     assert started == []
+
+
+def test_a_child_that_cannot_read_its_part_says_why(
+    knock_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replay, "_may_fork", lambda: True)
+
+    def failing(*_: object) -> int:  # runs in the child only
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(replay, "_send", failing)
+    with pytest.raises(SourceError, match=r"cannot read .*: Input/output error$"):
+        list(read_files([str(knock_log)], needle=NEEDLE, workers=2))

@@ -57,13 +57,17 @@ def read_files(
     """Records of every line, or with `needle` only of lines that hold it."""
     for path in paths:
         source = f"file:{path}"
-        if needle is None:
-            with _open(path) as stream:
-                numbered: Iterator[tuple[int, bytes]] = enumerate(_lines(stream), start=1)
-                yield from (LogRecord(source, line, None, str(n), trusted) for n, line in numbered)
-            continue
-        found = _found(path, needle, _counter(source, skipped), workers)
-        yield from (LogRecord(source, line, None, str(n), trusted) for n, line in found)
+        numbered = (
+            _every_line(path)
+            if needle is None
+            else _found(path, needle, _counter(source, skipped), workers)
+        )
+        yield from (LogRecord(source, line, None, str(n), trusted) for n, line in numbered)
+
+
+def _every_line(path: str) -> Iterator[tuple[int, bytes]]:
+    with _open(path) as stream:
+        yield from enumerate(_lines(stream), start=1)
 
 
 def _found(path: str, needle: bytes, skip: Callable[[int], None], workers: int) -> Numbered:
@@ -243,8 +247,10 @@ class _Child:
                 yield from ((base + n, line) for n, line in item)
         _, status = os.waitpid(self.pid, 0)
         self.reaped = True
-        if item[0] != "end" or os.waitstatus_to_exitcode(status) != 0:
+        if item[0] == "error":
             raise SourceError(f"cannot read {path}: {item[1]}")
+        if item[0] != "end" or os.waitstatus_to_exitcode(status) != 0:
+            raise SourceError(f"cannot read {path}: a scanning process failed")
         return item[1], item[2]
 
     def stop(self) -> None:
