@@ -569,7 +569,7 @@ class KnockLab:
 
 
 @pytest.fixture(scope="module")
-def knock_lab() -> Iterator[KnockLab]:
+def knock_lab(checkout_for_nobody: None) -> Iterator[KnockLab]:
     if not _lab_usable():
         pytest.skip("needs root, `ip netns` and nft")
     prefix = f"lkcl{os.getpid() % 100000}: "

@@ -42,7 +42,7 @@ def test_demo_narrates_the_whole_path_and_cleans_up() -> None:
     assert SYSCTL.read_text() == before
 
 
-def test_demo_refuses_to_run_without_root() -> None:
+def test_demo_refuses_to_run_without_root(checkout_for_nobody: None) -> None:
     done = subprocess.run(
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
          sys.executable, "-c", "from logknock.cli import main; raise SystemExit(main(['demo']))"],
