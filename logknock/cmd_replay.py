@@ -18,7 +18,7 @@ from typing import Any
 
 from . import config as config_loader
 from .matcher import Matcher
-from .models import Decision
+from .models import Decision, Digested
 from .packs import load_pack
 from .pipeline import Pipeline
 from .sources.replay import read_files
@@ -47,12 +47,18 @@ def run(args: argparse.Namespace) -> int:
     )
     runner = _hook_runner(config) if args.run_hooks else None
     records = read_files(
-        args.files, needle=pipeline.matcher.needle, skipped=pipeline.count_lines, workers=_cpus()
+        args.files,
+        needle=pipeline.matcher.needle,
+        skipped=pipeline.count_lines,
+        workers=_cpus(),
+        digest=pipeline.digest if pipeline.lane else None,
     )
     gc.freeze()  # what is built so far lives to the end: the collector need not walk it again
     started = time.perf_counter()
+    feed, feed_digested = pipeline.feed, pipeline.feed_digested
     for record in records:
-        _emit(pipeline.feed(record), args.json, runner)
+        decisions = feed_digested(record) if isinstance(record, Digested) else feed(record)
+        _emit(decisions, args.json, runner)
     _emit(pipeline.tick(pipeline.clock), args.json, runner)
     _summary(pipeline, time.perf_counter() - started)
     return 0
@@ -71,9 +77,33 @@ def _hook_runner(config: Any) -> Any:
 
 def _emit(decisions: list[Decision], as_json: bool, runner: Any) -> None:
     for decision in decisions:
-        print(json.dumps(decision.as_json()) if as_json else _text(decision))
+        sys.stdout.write((_json_line(decision) if as_json else _text(decision)) + "\n")
         if runner is not None:
             runner.run_now(decision)
+
+
+_ENCODED: dict[object, str] = {}  # sequence names and port lists: a few, from the config
+
+
+def _json_line(decision: Decision) -> str:
+    """`json.dumps(decision.as_json())`, built directly (replay may print a decision
+    for every other line): the sequence and ports are encoded once, the address
+    and the numbers need no escaping, and `repr` is how json writes a float."""
+    sequence, ports = _encoded(decision.sequence), _encoded(decision.ports)
+    expires = "null" if decision.expires is None else repr(round(decision.expires, 6))
+    return (
+        f'{{"at": {round(decision.at, 6)!r}, "action": "{decision.action.value}", '
+        f'"sequence": {sequence}, "src": "{decision.src}", "ports": {ports}, '
+        f'"expires": {expires}}}'
+    )
+
+
+def _encoded(value: object) -> str:
+    try:
+        return _ENCODED[value]
+    except KeyError:
+        text = _ENCODED[value] = json.dumps(list(value) if isinstance(value, tuple) else value)
+        return text
 
 
 def _text(decision: Decision) -> str:

@@ -38,11 +38,14 @@ MAX_FAST_LINE = 1024  # longer lines take the matcher's way, with its size check
 FLAG_SETS = 64  # distinct TCP flag texts remembered
 ADDRESSES = 4096  # address texts remembered (a source sends several knocks)
 STAMPS = 256  # timestamp texts remembered
-# The groups each reader takes, fetched in one call: one `group()` beats eight `m[name]`.
-PACKET_GROUPS = ("src", "src6", "dst", "dst6", "spt", "dpt", "tcp", "flags")
-STAMP_GROUPS = ("iso", "zone", "trad", "isec", "tsec", "fraction")
+# The groups are taken by position, all in one `groups()` call (named lookups cost
+# twice as much): the header's six (STAMP) come first in a line, then the packet's
+# eight (PACKET), alone in a message. FastLane.__init__ checks the order.
+STAMP = ("iso", "isec", "trad", "tsec", "fraction", "zone")
+PACKET = ("src", "dst", "src6", "dst6", "tcp", "spt", "dpt", "flags")
 NO_FLAGS: frozenset[str] = frozenset()
 _new = tuple.__new__  # a Knock straight from its fields, without NamedTuple's Python __new__
+Reading = tuple[float, tuple[Any, ...]]  # a line's time and its PACKET groups, unchecked
 
 _IFNAME = r"[A-Za-z0-9_.@+-]{0,15}"
 _NUM = r"[0-9]{1,10}"
@@ -82,6 +85,8 @@ class FastLane:
         self.line_pattern = re.compile(_SYSLOG + escaped + _BODY, re.ASCII)
         self._message = self.message_pattern.fullmatch
         self._line = self.line_pattern.fullmatch
+        if _names(self.line_pattern) != STAMP + PACKET or _names(self.message_pattern) != PACKET:
+            raise AssertionError("the fast lane's groups are not where it reads them")
         self._flags: dict[str, frozenset[str]] = {}
         self._addresses: dict[str, IPAddress | None] = {}
         self._stamps: dict[str, float | None] = {}
@@ -97,7 +102,18 @@ class FastLane:
         return lane if lane.agrees_with(matcher) else None
 
     def syslog_line(self, text: str, at: float | None = None) -> Knock | None:
-        """A whole syslog line from tag `kernel:`; `at` overrides the line's own time.
+        """A whole syslog line from tag `kernel:`; `at` overrides the line's own time."""
+        reading = self.read_line(text, at)
+        return None if reading is None else self.knock(reading)
+
+    def message(self, text: str, at: float) -> Knock | None:
+        """A kernel message (the envelope already judged and stripped) at time `at`."""
+        reading = self.read_message(text, at)
+        return None if reading is None else self.knock(reading)
+
+    def read_line(self, text: str, at: float | None = None) -> Reading | None:
+        """The time and packet groups of a whole syslog line, before their values are
+        checked (`knock` does that). A reading is plain data: it can cross a pipe.
 
         Every token the kernel prints ends in a space; syslog daemons and the
         journal may drop the last one, so the regexes see it put back."""
@@ -106,18 +122,30 @@ class FastLane:
         m = self._line(text if text[-1:] == " " else text + " ")
         if m is None:
             return None
+        groups = m.groups()
         if at is None:
-            at = self._seconds(m.group(*STAMP_GROUPS))
+            at = self._seconds(groups[:6])
             if at is None:
                 return None
-        return self._knock(m.group(*PACKET_GROUPS), at)
+        return at, groups[6:]
 
-    def message(self, text: str, at: float) -> Knock | None:
-        """A kernel message (the envelope already judged and stripped) at time `at`."""
+    def read_message(self, text: str, at: float) -> Reading | None:
+        """`read_line` for a kernel message some other envelope carried."""
         if len(text) > MAX_FAST_LINE:
             return None
         m = self._message(text if text[-1:] == " " else text + " ")
-        return None if m is None else self._knock(m.group(*PACKET_GROUPS), at)
+        return None if m is None else (at, m.groups())
+
+    def knock(self, reading: Reading) -> Knock | None:
+        """The knock of a reading, or None where the matcher must judge a value."""
+        at, (src4, dst4, src6, dst6, tcp, spt, dpt, flags) = reading
+        src, dst = self._address(src4 or src6), self._address(dst4 or dst6)
+        port = int(dpt)
+        if src is None or dst is None or int(spt) > 65535 or port > 65535:
+            return None
+        if tcp:
+            return _new(Knock, (src, dst, "tcp", port, at, self._flag_set(flags or "")))
+        return _new(Knock, (src, dst, "udp", port, at, NO_FLAGS))
 
     def agrees_with(self, matcher: Matcher) -> bool:
         """Whether the matcher reads every sample shape as this lane does."""
@@ -129,17 +157,6 @@ class FastLane:
             if mine is None or mine != theirs:
                 return False
         return True
-
-    def _knock(self, groups: tuple[Any, ...], at: float) -> Knock | None:
-        """The knock of a matched packet's groups (PACKET_GROUPS), or None to ask the matcher."""
-        src4, src6, dst4, dst6, spt, dpt, tcp, flags = groups
-        src, dst = self._address(src4 or src6), self._address(dst4 or dst6)
-        port = int(dpt)
-        if src is None or dst is None or int(spt) > 65535 or port > 65535:
-            return None
-        if tcp:
-            return _new(Knock, (src, dst, "tcp", port, at, self._flag_set(flags or "")))
-        return _new(Knock, (src, dst, "udp", port, at, NO_FLAGS))
 
     def _address(self, text: str) -> IPAddress | None:
         """The matcher's reading of an address (None: it rejects it), remembered."""
@@ -155,14 +172,14 @@ class FastLane:
             return _remember(self._flags, FLAG_SETS, text, frozenset(text.split()))
 
     def _seconds(self, groups: tuple[Any, ...]) -> float | None:
-        """The header's time (STAMP_GROUPS), as the syslog envelope reads it; None
+        """The header's time (its STAMP groups), as the syslog envelope reads it; None
         where it names no moment.
 
         The start of each minute is remembered: lines come in time order, so
         the envelope's own functions run about once per minute of log. The sum
         is made in the envelope's order, so it is the same float to the bit.
         """
-        iso, zone, trad, isec, tsec, fraction = groups
+        iso, isec, trad, tsec, fraction, zone = groups
         key = iso + (zone or "") if iso else trad
         try:
             minute = self._stamps[key]
@@ -180,6 +197,11 @@ class FastLane:
 
 _Value = TypeVar("_Value")
 _UNSEEN = object()
+
+
+def _names(pattern: re.Pattern[str]) -> tuple[str, ...]:
+    """A pattern's group names in group order."""
+    return tuple(sorted(pattern.groupindex, key=pattern.groupindex.__getitem__))
 
 
 def _remember(memo: dict[str, _Value], limit: int, key: str, value: _Value) -> _Value:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 KNOCK_PROTOS = {"TCP": "tcp", "UDP": "udp"}  # event protocols a knock can use
@@ -49,6 +49,19 @@ class LogRecord(NamedTuple):
     position: str | None = None  # cursor / seqnum / offset to resume after this record
     trusted: bool = False  # the source itself guarantees the kernel wrote it
     envelope: str = "auto"  # the envelope kind of `data`: "journal-message", "kmsg", ...
+
+
+class Digested(NamedTuple):
+    """A record a replay scanning process already read through the fast lane.
+
+    `digest` is `Pipeline.digest`'s plain-data reading of the record (origin,
+    time and the packet's fields, unchecked): what crosses the pipe from the
+    child instead of the line. `Pipeline.feed_digested` takes it on.
+    """
+
+    source: str
+    trusted: bool
+    digest: tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)

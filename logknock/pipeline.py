@@ -13,15 +13,18 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import Any, overload
 
 from . import envelope as envelopes
-from .fastlane import FastLane
+from .fastlane import FastLane, Reading
 from .matcher import Matcher
-from .models import Decision, Envelope, Knock, LogRecord, Match, Origin, Rejection
+from .models import Decision, Digested, Envelope, Knock, LogRecord, Match, Origin, Rejection
 from .tracker import Tracker
 
 DRIFT_CODES = frozenset({"no-pattern", "truncated"})
 SYSLOG_KINDS = frozenset({"auto", "syslog"})  # envelopes whose lines the fast lane reads whole
+ORIGINS = {origin.value: origin for origin in Origin}
+REJECTED = "rejected"  # a digest's kind for a line the matcher rejected
 
 
 @dataclass
@@ -88,12 +91,41 @@ class Pipeline:
         if not self.matcher.prefilter(record.data):
             return []
         counters.prefix_hits += 1
-        fast = self._fast(record) if self.lane else None
+        fast = self._fast(record, self.clock)
         if fast is not None:
-            knock = self._admit(fast[0], fast[1], record, counters)
+            knock = self._admit(fast[0], fast[1], record.trusted, counters)
         else:
             match = self.matcher.match(record.data, record.trusted, record.envelope)
             knock = self._knock(match, record, counters)
+        return self._count(self.tracker.feed(knock)) if knock else []
+
+    def digest(self, record: LogRecord) -> tuple[Any, ...] | None:
+        """What this pipeline reads in a record, as plain data for `feed_digested` in
+        another process (replay's scanning children); None: send the record itself.
+
+        `(origin, reading)` for a fast-lane knock whose time the record itself
+        holds (the newest time seen lives in the other process); `(REJECTED,
+        code)` for a line the matcher rejects, unless `on_drift` wants the record."""
+        fast = self._fast(record, None)
+        if fast is not None:
+            return fast[0].value, fast[2]
+        match = self.matcher.match(record.data, record.trusted, record.envelope)
+        code = match.rejection.code if match.rejection else "unknown"
+        if match.event is None and not (self.on_drift and code in DRIFT_CODES):
+            return REJECTED, code
+        return None
+
+    def feed_digested(self, item: Digested) -> list[Decision]:
+        """`feed` for a record that `digest` read in another process."""
+        counters = self.by_source.get(item.source) or self._new_counters(item.source)
+        counters.lines += 1
+        counters.prefix_hits += 1
+        kind, value = item.digest
+        if kind == REJECTED:
+            counters.rejections[value] += 1
+            return []
+        knock = self.lane.knock(value) if self.lane else None
+        knock = self._admit(ORIGINS[kind], knock, item.trusted, counters)
         return self._count(self.tracker.feed(knock)) if knock else []
 
     def count_lines(self, source: str, n: int) -> None:
@@ -122,14 +154,14 @@ class Pipeline:
             return None
         origin = match.envelope.origin if match.envelope else Origin.UNKNOWN
         at = _time_of(match.envelope, record, self.clock)
-        return self._admit(origin, Knock.of_event(match.event, at), record, counters)
+        return self._admit(origin, Knock.of_event(match.event, at), record.trusted, counters)
 
     def _admit(
-        self, origin: Origin, knock: Knock | None, record: LogRecord, counters: Counters
+        self, origin: Origin, knock: Knock | None, trusted: bool, counters: Counters
     ) -> Knock | None:
         """A parsed line's knock, if its origin is trusted and it is recent enough."""
         counters.parsed += 1
-        if not _trusted(origin, record, self.require_proof):
+        if not _trusted(origin, trusted, self.require_proof):
             counters.untrusted += 1
             return None
         if knock is None:
@@ -141,21 +173,32 @@ class Pipeline:
         counters.knocks += 1
         return knock
 
-    def _fast(self, record: LogRecord) -> tuple[Origin, Knock] | None:
-        """The fast lane's reading of a record: its origin and knock, or None."""
+    def _fast(self, record: LogRecord, clock: float | None) -> tuple[Origin, Knock, Reading] | None:
+        """The fast lane's knock for a record, the origin its envelope proves and the
+        reading it came from; None: ask the matcher. `clock`: the time for a record
+        that holds none (None: give up on such a record)."""
+        lane = self.lane
+        found = self._reading(record, clock) if lane else None
+        if lane is None or found is None:
+            return None
+        knock = lane.knock(found[1])
+        return None if knock is None else (found[0], knock, found[1])
+
+    def _reading(self, record: LogRecord, clock: float | None) -> tuple[Origin, Reading] | None:
         assert self.lane is not None
         try:
             text = record.data.decode("ascii")
         except UnicodeDecodeError:
             return None
         if record.envelope in SYSLOG_KINDS and text[:1] != "{":
-            knock = self.lane.syslog_line(text, record.at)
-            return (Origin.UNKNOWN, knock) if knock else None
+            reading = self.lane.read_line(text, record.at)
+            return (Origin.UNKNOWN, reading) if reading else None
         env = envelopes.parse(text, record.envelope, trusted=record.trusted)
         if isinstance(env, Rejection) or env.origin is Origin.NOT_KERNEL:
             return None
-        knock = self.lane.message(env.message, _time_of(env, record, self.clock))
-        return (env.origin, knock) if knock else None
+        at = _time_of(env, record, clock)
+        reading = None if at is None else self.lane.read_message(env.message, at)
+        return (env.origin, reading) if reading else None
 
     def _rejected(self, match: Match, record: LogRecord, counters: Counters) -> None:
         rejection = match.rejection or Rejection("unknown")
@@ -169,7 +212,7 @@ class Pipeline:
         return decisions
 
 
-def _trusted(origin: Origin, record: LogRecord, require_proof: bool) -> bool:
+def _trusted(origin: Origin, trusted: bool, require_proof: bool) -> bool:
     """Trust comes from the source; the envelope can only take it away.
 
     A record from an untrusted source never acts, whatever its text claims (a
@@ -177,12 +220,16 @@ def _trusted(origin: Origin, record: LogRecord, require_proof: bool) -> bool:
     source, a line acts unless its envelope proves another writer, or, with
     `require_proof`, unless it fails to prove the kernel.
     """
-    if not record.trusted or origin is Origin.NOT_KERNEL:
+    if not trusted or origin is Origin.NOT_KERNEL:
         return False
     return origin is Origin.KERNEL or not require_proof
 
 
-def _time_of(envelope: Envelope | None, record: LogRecord, clock: float) -> float:
+@overload
+def _time_of(envelope: Envelope | None, record: LogRecord, clock: float) -> float: ...
+@overload
+def _time_of(envelope: Envelope | None, record: LogRecord, clock: float | None) -> float | None: ...
+def _time_of(envelope: Envelope | None, record: LogRecord, clock: float | None) -> float | None:
     """The source's time for a record, else its envelope's, else the newest seen."""
     if record.at is not None:
         return record.at

@@ -102,7 +102,7 @@ def test_the_lane_takes_fixture_lines_of_every_common_envelope() -> None:
 
 def _fast_reading(record: LogRecord) -> object:
     pipeline = Pipeline(MATCHER, Recorder())  # type: ignore[arg-type]
-    return pipeline._fast(record)
+    return pipeline._fast(record, pipeline.clock)
 
 
 ENVELOPES = {

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logknock.errors import SourceError
+from logknock.models import Digested, LogRecord
 from logknock.sources import replay
 from logknock.sources.replay import read_files
 
@@ -74,13 +75,15 @@ def test_an_empty_file_has_no_lines(tmp_path: Path) -> None:
     st.lists(lines, max_size=40),
     st.booleans(),
     st.integers(min_value=1, max_value=40),
+    st.integers(min_value=1, max_value=30),
     st.integers(min_value=2, max_value=4),
 )
-def test_a_file_scanned_in_parts_by_children_reads_as_one(
+def test_a_file_scanned_in_blocks_by_children_reads_as_one(
     tmp_path_factory: pytest.TempPathFactory,
     body: list[bytes],
     final_newline: bool,
     chunk: int,
+    block: int,
     workers: int,
 ) -> None:
     path = tmp_path_factory.mktemp("replay") / "log"
@@ -88,21 +91,52 @@ def test_a_file_scanned_in_parts_by_children_reads_as_one(
     split_min, replay.SPLIT_MIN = replay.SPLIT_MIN, 0  # split even the smallest file
     may_fork, replay._may_fork = replay._may_fork, lambda: True  # other tests' threads
     original, replay.CHUNK = replay.CHUNK, chunk
-    batch, replay.BATCH = replay.BATCH, chunk  # children send many small batches
+    size, replay.BLOCK = replay.BLOCK, block  # many blocks, many cut lines
     try:
         assert read(path, NEEDLE, workers) == read(path, NEEDLE)
     finally:
-        replay.CHUNK, replay.SPLIT_MIN, replay.BATCH = original, split_min, batch
+        replay.CHUNK, replay.SPLIT_MIN, replay.BLOCK = original, split_min, size
         replay._may_fork = may_fork
 
 
-def test_parts_start_at_line_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_blocks_start_at_line_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "log"
     path.write_bytes(b"aaaa\nbb\n\ncccccc\nd")  # line starts: 0 5 8 9 16
+    with path.open("rb") as stream:
+        starts = [replay._line_start(stream, offset) for offset in range(18)]
+    assert starts == [0, 5, 5, 5, 5, 5, 8, 8, 8, 9, 16, 16, 16, 16, 16, 16, 16, 17]
+    monkeypatch.setattr(replay, "SPLIT_MIN", 18)
+    assert replay._split_size(str(path)) is None  # too small to be worth children
+    monkeypatch.setattr(replay, "SPLIT_MIN", 17)
+    assert replay._split_size(str(path)) == 17
+    assert replay._split_size(str(path) + ".gz") is None
+    assert replay._split_size("-") is None
+
+
+def test_children_send_the_digest_of_each_line_it_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "log"
+    path.write_bytes(b"logknock: 1\nnoise\nlogknock: two\nlogknock: 3\n" * 50)
     monkeypatch.setattr(replay, "SPLIT_MIN", 0)
-    assert replay._cuts(str(path), 2) == [8]  # 17 bytes: the middle, 8, is a line start
-    assert replay._cuts(str(path), 4) == [5, 8, 16]  # 4 and 12 move on to the next line
-    assert replay._cuts(str(path) + ".gz", 2) == []
+    monkeypatch.setattr(replay, "BLOCK", 64)
+    monkeypatch.setattr(replay, "_may_fork", lambda: True)
+
+    def digest(record: LogRecord) -> tuple[object, ...] | None:  # runs in the children
+        tail = record.data.split()[-1]
+        return (os.getpid(), int(tail), record.source, record.trusted) if tail.isdigit() else None
+
+    items = list(read_files([str(path)], needle=NEEDLE, workers=2, digest=digest))
+    assert [type(i).__name__ for i in items] == ["Digested", "LogRecord", "Digested"] * 50
+    digested = [i for i in items if isinstance(i, Digested)]
+    assert {i.digest[1:] for i in digested} == {
+        (1, f"file:{path}", True),
+        (3, f"file:{path}", True),
+    }
+    assert len({i.digest[0] for i in digested} - {os.getpid()}) == 2  # two children read them
+    assert [i.position for i in items if isinstance(i, LogRecord)] == [
+        str(4 * n + 3) for n in range(50)
+    ]
 
 
 @pytest.fixture
@@ -153,6 +187,6 @@ def test_a_child_that_cannot_read_its_part_says_why(
     def failing(*_: object) -> int:  # runs in the child only
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(replay, "_send", failing)
+    monkeypatch.setattr(replay, "_scan_block", failing)
     with pytest.raises(SourceError, match=r"cannot read .*: Input/output error$"):
         list(read_files([str(knock_log)], needle=NEEDLE, workers=2))

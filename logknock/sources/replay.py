@@ -11,35 +11,46 @@ lines holding the needle become records; the others are counted with
 `bytes.count` and reported through `skipped(source, n)`, without costing a
 Python step each. The matcher drops such lines at its prefilter anyway.
 
-With `workers` > 1, a large plain file is cut at line boundaries into that
-many parts and the parts after the first are scanned at the same time by
-forked children, each sending back its needle lines and line count through a
-pipe; records still come out in file order, numbered as in the file. Only the
-scan runs in parallel: every record goes through the caller's one pipeline.
+With `workers` > 1, a large plain file is cut into blocks of BLOCK bytes
+(each moved on to a line start) that `workers` forked children take in turn,
+each sending back its needle lines and line counts through a pipe, one
+message per block; records still come out in file order, numbered as in the
+file. Given `digest`, a child also reads each line as far as the fast lane
+can (`Pipeline.digest`) and sends that reading instead of the line: the
+parsing then runs on every CPU too, and the caller's one pipeline takes the
+`Digested` records on in order with the same tracker.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import gzip
 import marshal
 import os
 import signal
+import struct
 import sys
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import IO, Any, NoReturn, Protocol
 
 from ..errors import SourceError
-from ..models import LogRecord
+from ..models import Digested, LogRecord
 
 CHUNK = 1 << 20
-SPLIT_MIN = 32 << 20  # bytes: smaller files are scanned faster than a fork is made
-BATCH = 1 << 20  # bytes of lines a child sends at once, and the pipe it asks for
+SPLIT_MIN = 8 << 20  # bytes: smaller files are read faster than children are started
+BLOCK = 1 << 20  # bytes of file a child takes at a time
+PIPE = 1 << 20  # the pipe a child asks for: it may run a block or so ahead
 
 Skipped = Callable[[str, int], None]
+Digest = Callable[[LogRecord], "tuple[Any, ...] | None"]
+Prepare = Callable[[bytes], "bytes | tuple[Any, ...]"]  # in a child: what to send for a line
 Numbered = Generator[tuple[int, bytes], None, int]  # (line number, line); returns the last number
+Found = Generator[tuple[int, "bytes | tuple[Any, ...]"], None, int]  # lines or their digests
+_new = tuple.__new__
+_LENGTH = struct.Struct("=Q")  # before each message a child sends
 
 
 class Reader(Protocol):
@@ -53,16 +64,35 @@ def read_files(
     needle: bytes | None = None,
     skipped: Skipped | None = None,
     workers: int = 1,
-) -> Iterator[LogRecord]:
-    """Records of every line, or with `needle` only of lines that hold it."""
+    digest: Digest | None = None,
+) -> Iterator[LogRecord | Digested]:
+    """Records of every line, or with `needle` only of lines that hold it; where
+    children scan (see the module doc), `digest`'s readings come out as `Digested`."""
     for path in paths:
         source = f"file:{path}"
-        numbered = (
-            _every_line(path)
-            if needle is None
-            else _found(path, needle, _counter(source, skipped), workers)
-        )
-        yield from (LogRecord(source, line, None, str(n), trusted) for n, line in numbered)
+        if needle is None:
+            yield from (
+                LogRecord(source, line, None, str(n), trusted) for n, line in _every_line(path)
+            )
+            continue
+        prepare = _preparer(source, trusted, digest)
+        for n, item in _found(path, needle, _counter(source, skipped), workers, prepare):
+            if type(item) is bytes:
+                yield LogRecord(source, item, None, str(n), trusted)
+            else:
+                yield _new(Digested, (source, trusted, item))
+
+
+def _preparer(source: str, trusted: bool, digest: Digest | None) -> Prepare:
+    """What a child sends for a line: `digest`'s reading of its record, else the line."""
+    if digest is None:
+        return lambda line: line
+
+    def prepare(line: bytes) -> bytes | tuple[Any, ...]:
+        reading = digest(LogRecord(source, line, None, None, trusted))
+        return line if reading is None else reading
+
+    return prepare
 
 
 def _every_line(path: str) -> Iterator[tuple[int, bytes]]:
@@ -70,12 +100,14 @@ def _every_line(path: str) -> Iterator[tuple[int, bytes]]:
         yield from enumerate(_lines(stream), start=1)
 
 
-def _found(path: str, needle: bytes, skip: Callable[[int], None], workers: int) -> Numbered:
-    cuts = _cuts(path, workers) if workers > 1 and _may_fork() else []
-    if not cuts:
+def _found(
+    path: str, needle: bytes, skip: Callable[[int], None], workers: int, prepare: Prepare
+) -> Found:
+    size = _split_size(path) if workers > 1 and _may_fork() else None
+    if size is None:
         with _open(path) as stream:
             return (yield from _needle_lines(stream, needle, skip))
-    return (yield from _split(path, cuts, needle, skip))
+    return (yield from _split(path, size, workers, needle=needle, skip=skip, prepare=prepare))
 
 
 def _open(path: str) -> IO[bytes] | gzip.GzipFile:
@@ -158,24 +190,22 @@ def _may_fork() -> bool:
     return threading.active_count() == 1
 
 
-def _cuts(path: str, workers: int) -> list[int]:
-    """Offsets, each at a line's start, that cut a large plain file into `workers`
-    parts of about the same size; [] for anything else (a pipe, gzip, a small file)."""
+def _split_size(path: str) -> int | None:
+    """The size of a plain file large enough to split; None for anything else
+    (a pipe, gzip, a small file, an error the plain way will report)."""
     if path == "-" or path.endswith(".gz"):
-        return []
+        return None
     try:
-        with open(path, "rb") as stream:
-            size = os.fstat(stream.fileno()).st_size
-            if size < SPLIT_MIN:
-                return []
-            cuts = [_line_start(stream, size * i // workers) for i in range(1, workers)]
+        size = os.stat(path).st_size
     except OSError:
-        return []  # the plain way reports the error
-    return sorted({cut for cut in cuts if 0 < cut < size})
+        return None
+    return size if size >= SPLIT_MIN else None
 
 
 def _line_start(stream: IO[bytes], offset: int) -> int:
     """The start of the first line that begins at or after `offset` (or the end)."""
+    if offset <= 0:
+        return 0
     stream.seek(offset - 1)
     while block := stream.read(1 << 16):
         newline = block.find(b"\n")
@@ -184,17 +214,28 @@ def _line_start(stream: IO[bytes], offset: int) -> int:
     return stream.tell()
 
 
-def _split(path: str, cuts: list[int], needle: bytes, skip: Callable[[int], None]) -> Numbered:
-    """The first part here, the others in children started now; in file order."""
-    bounds = list(zip([0, *cuts], [*cuts, None], strict=True))
-    children = [_Child.start(path, begin, end, needle) for begin, end in bounds[1:]]
+def _split(
+    path: str,
+    size: int,
+    workers: int,
+    *,
+    needle: bytes,
+    skip: Callable[[int], None],
+    prepare: Prepare,
+) -> Found:
+    """The blocks dealt round to `workers` children; their findings in file order."""
+    blocks = -(-size // BLOCK)
+    deal = [range(k, blocks, workers) for k in range(min(workers, blocks))]
+    children = [_Child.start(path, mine, blocks, needle, prepare) for mine in deal]
+    number = 0
     try:
-        with open(path, "rb") as stream:
-            number = yield from _needle_lines(_Part(stream, 0, cuts[0]), needle, skip)
-        for child in children:
-            lines, skipped = yield from child.found(path, number)
-            skip(skipped)
+        for block in range(blocks):
+            found, lines, skipped = children[block % len(children)].block(path)
+            yield from ((number + n, item) for n, item in found)
             number += lines
+            skip(skipped)
+        for child in children:
+            child.finish(path)
     finally:
         for child in children:
             child.stop()
@@ -217,41 +258,45 @@ class _Part:
 
 
 class _Child:
-    """A forked process scanning one part.
+    """A forked process scanning every block in `mine`.
 
-    It writes its needle lines as marshalled lists of about BATCH bytes, then
-    `("end", lines, skipped)` or `("error", message)`. The pipe holds it back
-    when it runs ahead of the reader: memory stays bounded however many lines
-    hold the needle (a flood log is nothing but knock lines).
+    It writes `("block", found, lines, skipped)` per block, `found` being
+    (line number within the block, line or digest) pairs, then `("end",)`, or
+    `("error", message)` instead. The pipe holds it back when it runs ahead
+    of the reader: memory stays bounded however many lines hold the needle (a
+    flood log is nothing but knock lines).
     """
 
     def __init__(self, pid: int, fd: int) -> None:
-        self.pid, self.fd, self.reaped = pid, fd, False
+        self.pid, self.reaped = pid, False
+        self.pipe = open(fd, "rb")  # noqa: SIM115 -- closed by stop()
 
     @classmethod
-    def start(cls, path: str, begin: int, end: int | None, needle: bytes) -> _Child:
+    def start(cls, path: str, mine: range, blocks: int, needle: bytes, prepare: Prepare) -> _Child:
         read_end, write_end = os.pipe()
         with contextlib.suppress(OSError):  # a larger pipe lets the child run further ahead
-            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, BATCH)
+            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE)
         pid = os.fork()
         if pid == 0:
             os.close(read_end)
-            _serve(write_end, path, begin, end, needle)
+            _serve(write_end, path, mine, blocks, needle=needle, prepare=prepare)
         os.close(write_end)
         return cls(pid, read_end)
 
-    def found(self, path: str, base: int) -> Generator[tuple[int, bytes], None, tuple[int, int]]:
-        """The part's needle lines, numbered from line `base`; returns (lines, skipped)."""
-        with open(self.fd, "rb", closefd=False) as pipe:
-            while isinstance(item := _load(pipe, path), list):
-                yield from ((base + n, line) for n, line in item)
+    def block(self, path: str) -> tuple[list[tuple[int, Any]], int, int]:
+        """The next block's (found, lines, skipped)."""
+        message = self._next(path)
+        if message[0] != "block":
+            self._failed(path, message)
+        return message[1], message[2], message[3]
+
+    def finish(self, path: str) -> None:
+        """Read the end mark and reap the child; SourceError if it failed."""
+        message = self._next(path)
         _, status = os.waitpid(self.pid, 0)
         self.reaped = True
-        if item[0] == "error":
-            raise SourceError(f"cannot read {path}: {item[1]}")
-        if item[0] != "end" or os.waitstatus_to_exitcode(status) != 0:
-            raise SourceError(f"cannot read {path}: a scanning process failed")
-        return item[1], item[2]
+        if message[0] != "end" or os.waitstatus_to_exitcode(status) != 0:
+            self._failed(path, message)
 
     def stop(self) -> None:
         """Kill and reap the child unless it was reaped; close the pipe."""
@@ -259,49 +304,71 @@ class _Child:
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
             self.reaped = True
-        os.close(self.fd)
+        self.pipe.close()
+
+    def _next(self, path: str) -> Any:
+        """The next message; SourceError when the child died before its end.
+
+        Each comes whole, after its length: `marshal.load` on a stream would
+        read it in many small pieces."""
+        head = self.pipe.read(_LENGTH.size)
+        body = self.pipe.read(_LENGTH.unpack(head)[0]) if len(head) == _LENGTH.size else b""
+        try:
+            # From our own child through our own pipe: marshal is safe and the fastest.
+            return marshal.loads(body)  # noqa: S302
+        except (EOFError, ValueError, TypeError) as exc:
+            raise SourceError(f"cannot read {path}: a scanning process failed") from exc
+
+    @staticmethod
+    def _failed(path: str, message: Any) -> NoReturn:
+        if message[0] == "error":
+            raise SourceError(f"cannot read {path}: {message[1]}")
+        raise SourceError(f"cannot read {path}: a scanning process failed")
 
 
-def _load(pipe: IO[bytes], path: str) -> Any:
-    """The next value from a child; SourceError when it died before its end."""
-    try:
-        # From our own child through our own pipe: marshal is safe and the fastest.
-        return marshal.load(pipe)  # noqa: S302
-    except (EOFError, ValueError, TypeError) as exc:
-        raise SourceError(f"cannot read {path}: a scanning process failed") from exc
+def _serve(
+    fd: int, path: str, mine: range, blocks: int, *, needle: bytes, prepare: Prepare
+) -> NoReturn:
+    """In the child: scan the blocks, write the findings, exit without cleanups.
 
-
-def _serve(fd: int, path: str, begin: int, end: int | None, needle: bytes) -> NoReturn:
-    """In the child: scan the part, write the findings, exit without cleanups."""
+    The child makes no reference cycles and soon exits: it runs without the
+    cycle collector, which would otherwise walk its young objects again and again."""
     code = 1
+    gc.disable()
     try:
         with open(fd, "wb") as pipe:
-            skipped: list[int] = []
             try:
                 with open(path, "rb") as stream:
-                    found = _needle_lines(_Part(stream, begin, end), needle, skipped.append)
-                    lines = _send(found, pipe)
-                end_mark: tuple[Any, ...] = ("end", lines, sum(skipped))
+                    for block in mine:
+                        found = _scan_block(stream, block, blocks, needle, prepare)
+                        _write(pipe, ("block", *found))
+                end_mark: tuple[Any, ...] = ("end",)
             except OSError as exc:
                 end_mark = ("error", exc.strerror or str(exc))
-            marshal.dump(end_mark, pipe)
+            _write(pipe, end_mark)
         code = 0
     finally:
         os._exit(code)
 
 
-def _send(numbered: Numbered, pipe: IO[bytes]) -> int:
-    """Write what a scan yields in lists of about BATCH bytes; return what it returns."""
-    batch: list[tuple[int, bytes]] = []
-    size = 0
+def _write(pipe: IO[bytes], message: tuple[Any, ...]) -> None:
+    data = marshal.dumps(message)
+    pipe.write(_LENGTH.pack(len(data)) + data)
+
+
+def _scan_block(
+    stream: IO[bytes], block: int, blocks: int, needle: bytes, prepare: Prepare
+) -> tuple[list[tuple[int, Any]], int, int]:
+    """(found, lines, skipped) of one block: from the first line that starts in it
+    to the first that starts in the next (the last block reads to the file's end)."""
+    begin = _line_start(stream, block * BLOCK)
+    end = None if block == blocks - 1 else _line_start(stream, (block + 1) * BLOCK)
+    skipped: list[int] = []
+    numbered = _needle_lines(_Part(stream, begin, end), needle, skipped.append)
+    found: list[tuple[int, Any]] = []
     while True:
         try:
-            item = next(numbered)
+            n, line = next(numbered)
         except StopIteration as done:
-            marshal.dump(batch, pipe)
-            return int(done.value)
-        batch.append(item)
-        size += len(item[1])
-        if size >= BATCH:
-            marshal.dump(batch, pipe)
-            batch, size = [], 0
+            return found, int(done.value), sum(skipped)
+        found.append((n, prepare(line)))
