@@ -8,6 +8,11 @@ import sys
 from pathlib import Path
 
 from daemonlab import log_line
+from hypothesis import given
+from hypothesis import strategies as st
+
+from logknock import cmd_replay
+from logknock.models import Action, Decision
 
 CONFIG = """\
 prefix: "logknock: "
@@ -120,3 +125,19 @@ def test_a_broken_config_is_a_clear_error(tmp_path: Path) -> None:
     config.write_text("sequences:\n  ssh:\n    knocks: [1/udp]\n")
     done = replay("--config", str(config), str(config))
     assert done.returncode == 2 and "did you mean" in done.stderr
+
+
+decisions = st.builds(
+    Decision,
+    at=st.floats(min_value=0, max_value=4e9),
+    action=st.sampled_from(Action),
+    src=st.ip_addresses(),
+    sequence=st.none() | st.text(max_size=12),
+    ports=st.lists(st.text(max_size=8), max_size=3).map(tuple),
+    expires=st.none() | st.floats(min_value=0, max_value=4e9),
+)
+
+
+@given(decisions)
+def test_a_json_line_is_what_json_dumps_writes(decision: Decision) -> None:
+    assert cmd_replay._json_line(decision) == json.dumps(decision.as_json())
