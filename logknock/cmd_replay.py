@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     feed, feed_digested = pipeline.feed, pipeline.feed_digested
     for record in records:
         decisions = feed_digested(record) if isinstance(record, Digested) else feed(record)
-        _emit(decisions, args.json, runner)
+        if decisions:
+            _emit(decisions, args.json, runner)
     _emit(pipeline.tick(pipeline.clock), args.json, runner)
     _summary(pipeline, time.perf_counter() - started)
     return 0

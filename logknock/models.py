@@ -52,16 +52,17 @@ class LogRecord(NamedTuple):
 
 
 class Digested(NamedTuple):
-    """A record a replay scanning process already read through the fast lane.
+    """Consecutive records a replay scanning process already read.
 
-    `digest` is `Pipeline.digest`'s plain-data reading of the record (origin,
-    time and the packet's fields, unchecked): what crosses the pipe from the
-    child instead of the line. `Pipeline.feed_digested` takes it on.
+    `digests` holds `Pipeline.digest`'s plain-data reading of each (origin,
+    time and the packet's fields, unchecked; or a rejection): what crosses the
+    pipe from the child instead of the lines. `Pipeline.feed_digested` takes
+    them on, in order.
     """
 
     source: str
     trusted: bool
-    digest: tuple[Any, ...]
+    digests: list[tuple[Any, ...]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,7 +113,7 @@ def test_blocks_start_at_line_starts(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert replay._split_size("-") is None
 
 
-def test_children_send_the_digest_of_each_line_it_reads(
+def test_children_send_the_digests_of_the_lines_they_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "log"
@@ -126,17 +126,20 @@ def test_children_send_the_digest_of_each_line_it_reads(
         tail = record.data.split()[-1]
         return (os.getpid(), int(tail), record.source, record.trusted) if tail.isdigit() else None
 
-    items = list(read_files([str(path)], needle=NEEDLE, workers=2, digest=digest))
-    assert [type(i).__name__ for i in items] == ["Digested", "LogRecord", "Digested"] * 50
-    digested = [i for i in items if isinstance(i, Digested)]
-    assert {i.digest[1:] for i in digested} == {
-        (1, f"file:{path}", True),
-        (3, f"file:{path}", True),
-    }
-    assert len({i.digest[0] for i in digested} - {os.getpid()}) == 2  # two children read them
-    assert [i.position for i in items if isinstance(i, LogRecord)] == [
+    flat: list[object] = []  # each record, or each digest of a run of them
+    for item in read_files([str(path)], needle=NEEDLE, workers=2, digest=digest):
+        assert item.source == f"file:{path}" and item.trusted
+        flat += item.digests if isinstance(item, Digested) else [item]
+    assert [d.data if isinstance(d, LogRecord) else d[1] for d in flat] == [
+        1,
+        b"logknock: two",
+        3,
+    ] * 50
+    assert [d.position for d in flat if isinstance(d, LogRecord)] == [
         str(4 * n + 3) for n in range(50)
     ]
+    children = {d[0] for d in flat if not isinstance(d, LogRecord)}
+    assert len(children) == 2 and os.getpid() not in children
 
 
 @pytest.fixture

@@ -46,9 +46,10 @@ PIPE = 1 << 20  # the pipe a child asks for: it may run a block or so ahead
 
 Skipped = Callable[[str, int], None]
 Digest = Callable[[LogRecord], "tuple[Any, ...] | None"]
-Prepare = Callable[[bytes], "bytes | tuple[Any, ...]"]  # in a child: what to send for a line
+Prepare = Callable[[bytes], "tuple[Any, ...] | None"]  # in a child: a line's digest, or None
 Numbered = Generator[tuple[int, bytes], None, int]  # (line number, line); returns the last number
-Found = Generator[tuple[int, "bytes | tuple[Any, ...]"], None, int]  # lines or their digests
+# Numbered lines, or lists of the digests of consecutive lines; returns the last number.
+Found = Generator["tuple[int, bytes] | list[tuple[Any, ...]]", None, int]
 _new = tuple.__new__
 _LENGTH = struct.Struct("=Q")  # before each message a child sends
 
@@ -76,23 +77,18 @@ def read_files(
             )
             continue
         prepare = _preparer(source, trusted, digest)
-        for n, item in _found(path, needle, _counter(source, skipped), workers, prepare):
-            if type(item) is bytes:
-                yield LogRecord(source, item, None, str(n), trusted)
-            else:
+        for item in _found(path, needle, _counter(source, skipped), workers, prepare):
+            if isinstance(item, list):
                 yield _new(Digested, (source, trusted, item))
+            else:
+                yield LogRecord(source, item[1], None, str(item[0]), trusted)
 
 
 def _preparer(source: str, trusted: bool, digest: Digest | None) -> Prepare:
-    """What a child sends for a line: `digest`'s reading of its record, else the line."""
+    """`digest` for a child's lines: it sends a line's digest, or the line if None."""
     if digest is None:
-        return lambda line: line
-
-    def prepare(line: bytes) -> bytes | tuple[Any, ...]:
-        reading = digest(LogRecord(source, line, None, None, trusted))
-        return line if reading is None else reading
-
-    return prepare
+        return lambda _line: None
+    return lambda line: digest(LogRecord(source, line, None, None, trusted))
 
 
 def _every_line(path: str) -> Iterator[tuple[int, bytes]]:
@@ -231,7 +227,8 @@ def _split(
     try:
         for block in range(blocks):
             found, lines, skipped = children[block % len(children)].block(path)
-            yield from ((number + n, item) for n, item in found)
+            for item in found:
+                yield item if type(item) is list else (number + item[0], item[1])
             number += lines
             skip(skipped)
         for child in children:
@@ -260,8 +257,9 @@ class _Part:
 class _Child:
     """A forked process scanning every block in `mine`.
 
-    It writes `("block", found, lines, skipped)` per block, `found` being
-    (line number within the block, line or digest) pairs, then `("end",)`, or
+    It writes `("block", found, lines, skipped)` per block, `found` holding
+    (line number within the block, line) pairs and lists of the digests of
+    consecutive lines (taken on in one call each), then `("end",)`, or
     `("error", message)` instead. The pipe holds it back when it runs ahead
     of the reader: memory stays bounded however many lines hold the needle (a
     flood log is nothing but knock lines).
@@ -283,7 +281,7 @@ class _Child:
         os.close(write_end)
         return cls(pid, read_end)
 
-    def block(self, path: str) -> tuple[list[tuple[int, Any]], int, int]:
+    def block(self, path: str) -> tuple[list[Any], int, int]:
         """The next block's (found, lines, skipped)."""
         message = self._next(path)
         if message[0] != "block":
@@ -358,17 +356,26 @@ def _write(pipe: IO[bytes], message: tuple[Any, ...]) -> None:
 
 def _scan_block(
     stream: IO[bytes], block: int, blocks: int, needle: bytes, prepare: Prepare
-) -> tuple[list[tuple[int, Any]], int, int]:
+) -> tuple[list[Any], int, int]:
     """(found, lines, skipped) of one block: from the first line that starts in it
     to the first that starts in the next (the last block reads to the file's end)."""
     begin = _line_start(stream, block * BLOCK)
     end = None if block == blocks - 1 else _line_start(stream, (block + 1) * BLOCK)
     skipped: list[int] = []
     numbered = _needle_lines(_Part(stream, begin, end), needle, skipped.append)
-    found: list[tuple[int, Any]] = []
+    found: list[Any] = []
+    run: list[tuple[Any, ...]] | None = None
     while True:
         try:
             n, line = next(numbered)
         except StopIteration as done:
             return found, int(done.value), sum(skipped)
-        found.append((n, prepare(line)))
+        digest = prepare(line)
+        if digest is None:
+            found.append((n, line))
+            run = None
+        elif run is None:
+            run = [digest]
+            found.append(run)
+        else:
+            run.append(digest)
