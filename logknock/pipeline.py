@@ -23,7 +23,8 @@ from .tracker import Tracker
 
 DRIFT_CODES = frozenset({"no-pattern", "truncated"})
 SYSLOG_KINDS = frozenset({"auto", "syslog"})  # envelopes whose lines the fast lane reads whole
-ORIGINS = {origin.value: origin for origin in Origin}
+ORIGINS = {origin.value: origin for origin in Origin}  # a digest's kind -> its origin
+KINDS = {origin: origin.value for origin in Origin}  # (an enum's .value costs a descriptor call)
 REJECTED = "rejected"  # a digest's kind for a line the matcher rejected
 
 
@@ -108,7 +109,7 @@ class Pipeline:
         code)` for a line the matcher rejects, unless `on_drift` wants the record."""
         fast = self._fast(record, None)
         if fast is not None:
-            return fast[0].value, fast[2]
+            return KINDS[fast[0]], fast[2]
         match = self.matcher.match(record.data, record.trusted, record.envelope)
         code = match.rejection.code if match.rejection else "unknown"
         if match.event is None and not (self.on_drift and code in DRIFT_CODES):

@@ -43,6 +43,7 @@ CHUNK = 1 << 20
 SPLIT_MIN = 8 << 20  # bytes: smaller files are read faster than children are started
 BLOCK = 1 << 20  # bytes of file a child takes at a time
 PIPE = 1 << 20  # the pipe a child asks for: it may run a block or so ahead
+CHILD_NICE = 10  # children yield the CPU to the reader: it alone takes every record on
 
 Skipped = Callable[[str, int], None]
 Digest = Callable[[LogRecord], "tuple[Any, ...] | None"]
@@ -277,6 +278,7 @@ class _Child:
         pid = os.fork()
         if pid == 0:
             os.close(read_end)
+            os.nice(CHILD_NICE)
             _serve(write_end, path, mine, blocks, needle=needle, prepare=prepare)
         os.close(write_end)
         return cls(pid, read_end)
