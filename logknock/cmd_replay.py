@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         needle=pipeline.matcher.needle,
         skipped=pipeline.count_lines,
         workers=_cpus(),
-        digest=pipeline.digest if pipeline.lane else None,
+        digester=pipeline.digester if pipeline.lane else None,
     )
     gc.freeze()  # what is built so far lives to the end: the collector need not walk it again
     started = time.perf_counter()

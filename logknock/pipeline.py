@@ -116,6 +116,24 @@ class Pipeline:
             return REJECTED, code
         return None
 
+    def digester(self, source: str, trusted: bool) -> Callable[[bytes], tuple[Any, ...] | None]:
+        """`digest` for the lines of one replayed file (records as `logknock.sources.
+        replay` makes them), made once: a plain syslog line goes straight to the fast
+        lane's reader, as `_reading` would take it; any other line through `digest`."""
+        lane = self.lane
+        if lane is None:
+            return lambda line: self.digest(LogRecord(source, line, None, None, trusted))
+        read, knock, unknown = lane.read_line, lane.knock, KINDS[Origin.UNKNOWN]
+
+        def digest_line(line: bytes) -> tuple[Any, ...] | None:
+            if line[:1] != b"{" and line.isascii():
+                reading = read(line.decode("ascii"))
+                if reading is not None and knock(reading) is not None:
+                    return unknown, reading
+            return self.digest(LogRecord(source, line, None, None, trusted))
+
+        return digest_line
+
     def feed_digested(self, item: Digested) -> list[Decision]:
         """`feed` for records that `digest` read in another process."""
         counters = self.by_source.get(item.source) or self._new_counters(item.source)

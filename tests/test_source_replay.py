@@ -7,6 +7,7 @@ import errno
 import gzip
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -122,12 +123,15 @@ def test_children_send_the_digests_of_the_lines_they_read(
     monkeypatch.setattr(replay, "BLOCK", 64)
     monkeypatch.setattr(replay, "_may_fork", lambda: True)
 
-    def digest(record: LogRecord) -> tuple[object, ...] | None:  # runs in the children
-        tail = record.data.split()[-1]
-        return (os.getpid(), int(tail), record.source, record.trusted) if tail.isdigit() else None
+    def digester(source: str, trusted: bool) -> Callable[[bytes], tuple[object, ...] | None]:
+        def digest(line: bytes) -> tuple[object, ...] | None:  # runs in the children
+            tail = line.split()[-1]
+            return (os.getpid(), int(tail), source, trusted) if tail.isdigit() else None
+
+        return digest
 
     flat: list[object] = []  # each record, or each digest of a run of them
-    for item in read_files([str(path)], needle=NEEDLE, workers=2, digest=digest):
+    for item in read_files([str(path)], needle=NEEDLE, workers=2, digester=digester):
         assert item.source == f"file:{path}" and item.trusted
         flat += item.digests if isinstance(item, Digested) else [item]
     assert [d.data if isinstance(d, LogRecord) else d[1] for d in flat] == [

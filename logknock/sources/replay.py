@@ -46,8 +46,8 @@ PIPE = 1 << 20  # the pipe a child asks for: it may run a block or so ahead
 CHILD_NICE = 10  # children yield the CPU to the reader: it alone takes every record on
 
 Skipped = Callable[[str, int], None]
-Digest = Callable[[LogRecord], "tuple[Any, ...] | None"]
 Prepare = Callable[[bytes], "tuple[Any, ...] | None"]  # in a child: a line's digest, or None
+Digester = Callable[[str, bool], Prepare]  # (source, trusted) -> the digest of its lines
 Numbered = Generator[tuple[int, bytes], None, int]  # (line number, line); returns the last number
 # Numbered lines, or lists of the digests of consecutive lines; returns the last number.
 Found = Generator["tuple[int, bytes] | list[tuple[Any, ...]]", None, int]
@@ -66,10 +66,11 @@ def read_files(
     needle: bytes | None = None,
     skipped: Skipped | None = None,
     workers: int = 1,
-    digest: Digest | None = None,
+    digester: Digester | None = None,
 ) -> Iterator[LogRecord | Digested]:
     """Records of every line, or with `needle` only of lines that hold it; where
-    children scan (see the module doc), `digest`'s readings come out as `Digested`."""
+    children scan (see the module doc), the digests that `digester(source, trusted)`
+    makes of lines come out as `Digested`."""
     for path in paths:
         source = f"file:{path}"
         if needle is None:
@@ -77,7 +78,7 @@ def read_files(
                 LogRecord(source, line, None, str(n), trusted) for n, line in _every_line(path)
             )
             continue
-        prepare = _preparer(source, trusted, digest)
+        prepare = digester(source, trusted) if digester else _undigested
         for item in _found(path, needle, _counter(source, skipped), workers, prepare):
             if isinstance(item, list):
                 yield _new(Digested, (source, trusted, item))
@@ -85,11 +86,8 @@ def read_files(
                 yield LogRecord(source, item[1], None, str(item[0]), trusted)
 
 
-def _preparer(source: str, trusted: bool, digest: Digest | None) -> Prepare:
-    """`digest` for a child's lines: it sends a line's digest, or the line if None."""
-    if digest is None:
-        return lambda _line: None
-    return lambda line: digest(LogRecord(source, line, None, None, trusted))
+def _undigested(_line: bytes) -> None:
+    return None
 
 
 def _every_line(path: str) -> Iterator[tuple[int, bytes]]:
