@@ -107,6 +107,8 @@ class Pipeline:
         `(origin, reading)` for a fast-lane knock whose time the record itself
         holds (the newest time seen lives in the other process); `(REJECTED,
         code)` for a line the matcher rejects, unless `on_drift` wants the record."""
+        if not self.matcher.prefilter(record.data):
+            return None
         fast = self._fast(record, None)
         if fast is not None:
             return KINDS[fast[0]], fast[2]

@@ -197,3 +197,26 @@ def test_a_child_that_cannot_read_its_part_says_why(
     monkeypatch.setattr(replay, "_scan_block", failing)
     with pytest.raises(SourceError, match=r"cannot read .*: Input/output error$"):
         list(read_files([str(knock_log)], needle=NEEDLE, workers=2))
+
+
+def test_a_fork_that_fails_is_a_clear_error_and_leaves_no_child(
+    knock_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replay, "_may_fork", lambda: True)
+    monkeypatch.setattr(replay, "BLOCK", 1024)  # 12 blocks: a child for each worker
+    started: list[int] = []
+    fork = os.fork
+
+    def second_fork_fails() -> int:
+        if started:
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+        pid = fork()
+        if pid:
+            started.append(pid)
+        return pid
+
+    monkeypatch.setattr(replay.os, "fork", second_fork_fails)
+    with pytest.raises(SourceError, match=r"cannot start a process: Resource temporarily"):
+        list(read_files([str(knock_log)], needle=NEEDLE, workers=2))
+    with pytest.raises(ChildProcessError):  # the first child was killed and reaped
+        os.waitpid(started[0], os.WNOHANG)

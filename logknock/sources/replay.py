@@ -11,14 +11,16 @@ lines holding the needle become records; the others are counted with
 `bytes.count` and reported through `skipped(source, n)`, without costing a
 Python step each. The matcher drops such lines at its prefilter anyway.
 
-With `workers` > 1, a large plain file is cut into blocks of BLOCK bytes
-(each moved on to a line start) that `workers` forked children take in turn,
-each sending back its needle lines and line counts through a pipe, one
-message per block; records still come out in file order, numbered as in the
-file. Given `digest`, a child also reads each line as far as the fast lane
-can (`Pipeline.digest`) and sends that reading instead of the line: the
-parsing then runs on every CPU too, and the caller's one pipeline takes the
-`Digested` records on in order with the same tracker.
+With `workers` > 1, a large plain file (SPLIT_MIN or more) is cut into
+blocks of BLOCK bytes, each moved on to a line start, that `workers` forked
+children take in turn, each sending back its needle lines and line counts
+through a pipe, one message per block; records still come out in file
+order, numbered as in the file. Given a `digester` (`Pipeline.digester`), a
+child also reads each line as far as the pipeline can without its state (the
+fast lane's fields, or the matcher's rejection) and sends that digest instead
+of the line: the parsing then runs on every CPU, and the caller's one
+pipeline takes the `Digested` runs on in order with its one tracker. Only a
+process with one thread forks (see `_may_fork`).
 """
 
 from __future__ import annotations
@@ -220,10 +222,11 @@ def _split(
 ) -> Found:
     """The blocks dealt round to `workers` children; their findings in file order."""
     blocks = -(-size // BLOCK)
-    deal = [range(k, blocks, workers) for k in range(min(workers, blocks))]
-    children = [_Child.start(path, mine, blocks, needle, prepare) for mine in deal]
+    children: list[_Child] = []
     number = 0
     try:
+        for k in range(min(workers, blocks)):
+            children.append(_Child.start(path, range(k, blocks, workers), blocks, needle, prepare))
         for block in range(blocks):
             found, lines, skipped = children[block % len(children)].block(path)
             for item in found:
@@ -273,7 +276,14 @@ class _Child:
         read_end, write_end = os.pipe()
         with contextlib.suppress(OSError):  # a larger pipe lets the child run further ahead
             fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(read_end)
+            os.close(write_end)
+            raise SourceError(
+                f"cannot read {path}: cannot start a process: {exc.strerror}"
+            ) from exc
         if pid == 0:
             os.close(read_end)
             os.nice(CHILD_NICE)
