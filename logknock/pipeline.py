@@ -120,18 +120,18 @@ class Pipeline:
 
     def digester(self, source: str, trusted: bool) -> Callable[[bytes], tuple[Any, ...] | None]:
         """`digest` for the lines of one replayed file (records as `logknock.sources.
-        replay` makes them), made once: a plain syslog line goes straight to the fast
-        lane's reader, as `_reading` would take it; any other line through `digest`."""
+        replay` makes them), made once: a line the fast lane reads skips the record
+        and the layers between; any other line goes through `digest`."""
         lane = self.lane
         if lane is None:
             return lambda line: self.digest(LogRecord(source, line, None, None, trusted))
-        read, knock, unknown = lane.read_line, lane.knock, KINDS[Origin.UNKNOWN]
+        read, knock = self._read_text, lane.knock
 
         def digest_line(line: bytes) -> tuple[Any, ...] | None:
-            if line[:1] != b"{" and line.isascii():
-                reading = read(line.decode("ascii"))
-                if reading is not None and knock(reading) is not None:
-                    return unknown, reading
+            if line.isascii():
+                found = read(line.decode("ascii"), "auto", trusted, None, None)
+                if found is not None and knock(found[1]) is not None:
+                    return KINDS[found[0]], found[1]
             return self.digest(LogRecord(source, line, None, None, trusted))
 
         return digest_line
@@ -177,7 +177,7 @@ class Pipeline:
             self._rejected(match, record, counters)
             return None
         origin = match.envelope.origin if match.envelope else Origin.UNKNOWN
-        at = _time_of(match.envelope, record, self.clock)
+        at = _time_of(record.at, match.envelope, self.clock)
         return self._admit(origin, Knock.of_event(match.event, at), record.trusted, counters)
 
     def _admit(
@@ -210,19 +210,24 @@ class Pipeline:
         return None if knock is None else (found[0], knock, found[1])
 
     def _reading(self, record: LogRecord, clock: float | None) -> tuple[Origin, Reading] | None:
-        assert self.lane is not None
-        try:
-            text = record.data.decode("ascii")
-        except UnicodeDecodeError:
+        if not record.data.isascii():
             return None
-        if record.envelope in SYSLOG_KINDS and text[:1] != "{":
-            reading = self.lane.read_line(text, record.at)
+        text = record.data.decode("ascii")
+        return self._read_text(text, record.envelope, record.trusted, record.at, clock)
+
+    def _read_text(
+        self, text: str, envelope: str, trusted: bool, at: float | None, clock: float | None
+    ) -> tuple[Origin, Reading] | None:
+        """`_reading` of a record's fields: its text, envelope kind, trust and time."""
+        assert self.lane is not None
+        if envelope in SYSLOG_KINDS and text[:1] != "{":
+            reading = self.lane.read_line(text, at)
             return (Origin.UNKNOWN, reading) if reading else None
-        env = envelopes.parse(text, record.envelope, trusted=record.trusted)
+        env = envelopes.parse(text, envelope, trusted=trusted)
         if isinstance(env, Rejection) or env.origin is Origin.NOT_KERNEL:
             return None
-        at = _time_of(env, record, clock)
-        reading = None if at is None else self.lane.read_message(env.message, at)
+        when = _time_of(at, env, clock)
+        reading = None if when is None else self.lane.read_message(env.message, when)
         return (env.origin, reading) if reading else None
 
     def _rejected(self, match: Match, record: LogRecord, counters: Counters) -> None:
@@ -251,13 +256,13 @@ def _trusted(origin: Origin, trusted: bool, require_proof: bool) -> bool:
 
 
 @overload
-def _time_of(envelope: Envelope | None, record: LogRecord, clock: float) -> float: ...
+def _time_of(at: float | None, envelope: Envelope | None, clock: float) -> float: ...
 @overload
-def _time_of(envelope: Envelope | None, record: LogRecord, clock: float | None) -> float | None: ...
-def _time_of(envelope: Envelope | None, record: LogRecord, clock: float | None) -> float | None:
-    """The source's time for a record, else its envelope's, else the newest seen."""
-    if record.at is not None:
-        return record.at
+def _time_of(at: float | None, envelope: Envelope | None, clock: float | None) -> float | None: ...
+def _time_of(at: float | None, envelope: Envelope | None, clock: float | None) -> float | None:
+    """A record's time: its source's (`at`), else its envelope's, else the newest seen."""
+    if at is not None:
+        return at
     if envelope is not None and envelope.at is not None:
         return envelope.at
     return clock

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from logknock import envelope
 from logknock.envelope import ENVELOPES, parse
-from logknock.envelopes import stamps
+from logknock.envelopes import journal, stamps
 from logknock.models import Clock, Envelope, Origin, Rejection
 
 FIXTURES = Path(__file__).parent / "fixtures" / "envelopes"
@@ -274,3 +274,16 @@ def test_local_time_follows_tzset(zone: Any) -> None:
         assert isinstance(result, Envelope)
         at[name] = result.at
     assert at == {"UTC": 1795237457.0, "EST5": 1795237457.0 + 5 * 3600}
+
+
+@given(st.text(alphabet='{}[]":,0123456789 \t\nabe\\.-ulnrtf\ufeff', max_size=40))
+def test_journal_json_reads_as_json_loads(text: str) -> None:
+    try:
+        expected: object = json.loads(text)
+    except (ValueError, RecursionError):
+        expected = ValueError
+    try:
+        got: object = journal._loads(text)
+    except (ValueError, RecursionError):
+        got = ValueError
+    assert got == expected
