@@ -75,8 +75,10 @@ class FastLane:
     """Knocks from the common lines of one matcher's pack and prefix; see the module doc.
 
     `for_matcher` gives None when the lane cannot be proven for that matcher.
-    `syslog_line(text)` reads a whole syslog line; `message(text, at)` a kernel
-    message some other envelope carried. Both return None for "ask the matcher".
+    `read_line(text)` reads a whole syslog line, `read_message(text, at)` a
+    kernel message some other envelope carried, into a `Reading` (plain data,
+    so a replay child can send it); `knock(reading)` checks its values and
+    makes the knock. Each returns None for "ask the matcher".
     """
 
     def __init__(self, prefix: str) -> None:
@@ -101,19 +103,14 @@ class FastLane:
         lane = cls(prefix)
         return lane if lane.agrees_with(matcher) else None
 
-    def syslog_line(self, text: str, at: float | None = None) -> Knock | None:
-        """A whole syslog line from tag `kernel:`; `at` overrides the line's own time."""
-        reading = self.read_line(text, at)
-        return None if reading is None else self.knock(reading)
-
     def message(self, text: str, at: float) -> Knock | None:
         """A kernel message (the envelope already judged and stripped) at time `at`."""
         reading = self.read_message(text, at)
         return None if reading is None else self.knock(reading)
 
     def read_line(self, text: str, at: float | None = None) -> Reading | None:
-        """The time and packet groups of a whole syslog line, before their values are
-        checked (`knock` does that). A reading is plain data: it can cross a pipe.
+        """The time and packet groups of a whole syslog line from tag `kernel:`, before
+        their values are checked (`knock` does that); `at` overrides the line's time.
 
         Every token the kernel prints ends in a space; syslog daemons and the
         journal may drop the last one, so the regexes see it put back."""
