@@ -220,3 +220,18 @@ def test_a_fork_that_fails_is_a_clear_error_and_leaves_no_child(
         list(read_files([str(knock_log)], needle=NEEDLE, workers=2))
     with pytest.raises(ChildProcessError):  # the first child was killed and reaped
         os.waitpid(started[0], os.WNOHANG)
+
+
+def test_a_child_whose_digest_fails_says_what_failed(
+    knock_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replay, "_may_fork", lambda: True)
+
+    def digester(_source: str, _trusted: bool) -> Callable[[bytes], None]:
+        def digest(line: bytes) -> None:  # runs in the child only
+            raise ValueError(f"cannot digest {line!r}")
+
+        return digest
+
+    with pytest.raises(SourceError, match=r"a scanning process failed: ValueError\(.cannot digest"):
+        list(read_files([str(knock_log)], needle=NEEDLE, workers=2, digester=digester))

@@ -353,6 +353,8 @@ def _serve(
                 end_mark: tuple[Any, ...] = ("end",)
             except OSError as exc:
                 end_mark = ("error", exc.strerror or str(exc))
+            except Exception as exc:  # noqa: BLE001 - the parent raises it, with what it was
+                end_mark = ("error", f"a scanning process failed: {exc!r}")
             _write(pipe, end_mark)
         code = 0
     finally:
@@ -361,7 +363,8 @@ def _serve(
 
 def _write(pipe: IO[bytes], message: tuple[Any, ...]) -> None:
     data = marshal.dumps(message)
-    pipe.write(_LENGTH.pack(len(data)) + data)
+    pipe.write(_LENGTH.pack(len(data)))
+    pipe.write(data)
 
 
 def _scan_block(
