@@ -10,6 +10,7 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from testpaths import ROOT
@@ -27,18 +28,22 @@ def no_leaked_threads() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def checkout_for_nobody() -> Iterator[None]:
-    """Let other users traverse the checkout's folder while the tests run.
+    """Let other users reach the checkout while the tests that run as nobody need it.
 
-    A checkout made in a `mktemp -d` folder is 0700: nobody could not reach the
-    package or the venv in it. Traversal (o+x) is all that is added, no
-    listing, and the folder's mode is put back at the end. Its contents keep
-    their own modes (the umask's, world-readable for a git checkout)."""
-    mode = stat.S_IMODE(ROOT.stat().st_mode)
-    if mode & stat.S_IXOTH or os.geteuid() != 0:
-        yield
-        return
-    ROOT.chmod(mode | stat.S_IXOTH)
+    A checkout made in a `mktemp -d` folder (0700), or under /root, lies below a
+    folder that others cannot traverse: nobody could not reach the package or
+    the venv in it. Traversal (o+x) is all that is added, no listing, to each
+    such folder from the checkout up to /, and each one's mode is put back at
+    the end. The folders' contents keep their own modes."""
+    changed: list[tuple[Path, int]] = []
+    if os.geteuid() == 0:
+        for folder in (ROOT, *ROOT.parents):
+            mode = stat.S_IMODE(folder.stat().st_mode)
+            if not mode & stat.S_IXOTH:
+                folder.chmod(mode | stat.S_IXOTH)
+                changed.append((folder, mode))
     try:
         yield
     finally:
-        ROOT.chmod(mode)
+        for folder, mode in changed:
+            folder.chmod(mode)
