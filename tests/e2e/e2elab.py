@@ -154,6 +154,17 @@ class E2ELab:
                 "daemon", self.net.server_ns, argv, stdout=log, stderr=log, env=env, cwd="/"
             )
         poll(self._daemon_answers, "the daemon's control socket", timeout=20)
+        if self.rsyslog is not None:  # a fresh start reads from the end: look first, then send
+            kernel_log = str(self.rsyslog.kernel_log)
+            poll(lambda: self._daemon_has_open(kernel_log), "the daemon following the file")
+
+    def _daemon_has_open(self, path: str) -> bool:
+        """Whether the daemon holds `path` open: its file source took its first look."""
+        fds = Path(f"/proc/{self.procs['daemon'].pid}/fd")
+        try:
+            return any(os.readlink(fd) == path for fd in fds.iterdir())
+        except OSError:  # an fd closed while we looked: look again
+            return False
 
     def _daemon_answers(self) -> bool:
         proc = self.procs["daemon"]
