@@ -110,31 +110,38 @@ class Pipeline:
         if not self.matcher.prefilter(record.data):
             return None
         fast = self._fast(record, None)
-        if fast is not None:
-            return KINDS[fast[0]], fast[2]
-        match = self.matcher.match(record.data, record.trusted, record.envelope)
-        code = match.rejection.code if match.rejection else "unknown"
-        if match.event is None and not (self.on_drift and code in DRIFT_CODES):
-            return REJECTED, code
-        return None
+        return self._rejection(record) if fast is None else (KINDS[fast[0]], fast[2])
 
     def digester(self, source: str, trusted: bool) -> Callable[[bytes], tuple[Any, ...] | None]:
         """`digest` for the lines of one replayed file (records as `logknock.sources.
         replay` makes them), made once: a line the fast lane reads skips the record
-        and the layers between; any other line goes through `digest`."""
+        and the layers between; any other line goes on to the matcher, as in `digest`,
+        without a second look by the lane."""
         lane = self.lane
         if lane is None:
             return lambda line: self.digest(LogRecord(source, line, None, None, trusted))
-        read, knock = self._read_text, lane.knock
+        read, knock, prefilter = self._read_text, lane.knock, self.matcher.prefilter
 
         def digest_line(line: bytes) -> tuple[Any, ...] | None:
             if line.isascii():
                 found = read(line.decode("ascii"), "auto", trusted, None, None)
                 if found is not None and knock(found[1]) is not None:
                     return KINDS[found[0]], found[1]
-            return self.digest(LogRecord(source, line, None, None, trusted))
+            if not prefilter(line):  # the lane has had its look: on to the matcher's
+                return None
+            return self._rejection(LogRecord(source, line, None, None, trusted))
 
         return digest_line
+
+    def _rejection(self, record: LogRecord) -> tuple[str, str] | None:
+        """`digest` of a record the fast lane does not take: the code of the matcher's
+        rejection, or None where the record must go itself (an event, or drift that
+        `on_drift` wants to see)."""
+        match = self.matcher.match(record.data, record.trusted, record.envelope)
+        code = match.rejection.code if match.rejection else "unknown"
+        if match.event is None and not (self.on_drift and code in DRIFT_CODES):
+            return REJECTED, code
+        return None
 
     def feed_digested(self, item: Digested) -> list[Decision]:
         """`feed` for records that `digest` read in another process."""
