@@ -90,10 +90,6 @@ def search_dirs(patterns_dir: str | os.PathLike[str] | None) -> list[Path]:
     return [Path(patterns_dir)] if patterns_dir else default_dirs()
 
 
-def digest_of(path: Path) -> str:
-    return _sha256(path.read_bytes())
-
-
 def _sha256(data: bytes) -> str:
     import hashlib  # OpenSSL's start-up (~3 ms) is paid only when a digest is asked for
 
