@@ -61,14 +61,12 @@ class Grants:
         """True while the clock (`now`, never before `at`) is less than REFRESH
         past the last completion that decided something; otherwise the
         completion at `at` becomes that last one."""
-        quiet = self._quiet
-        last = quiet.get(key)
+        last = self._quiet.get(key)
         if last is not None and now - last < REFRESH:
             return True
-        quiet[key] = at
-        quiet.move_to_end(key)
-        while quiet and now - next(iter(quiet.values())) >= REFRESH:  # `_forget_quiet`
-            quiet.popitem(last=False)
+        self._quiet[key] = at
+        self._quiet.move_to_end(key)
+        self._forget_quiet(now)
         return False
 
     def open(self, key: GrantKey, new: Grant) -> Decision:
@@ -79,10 +77,8 @@ class Grants:
             grant = self._open[key] = new
         else:
             grant.ports, grant.expires, grant.opened = new.ports, new.expires, new.opened
-        if grant.expires < grant.queued:  # `_queue`, spelled out: once per completion
-            grant.queued = grant.expires
-            heapq.heappush(self._due, (grant.expires, key))
-            self.due = self._due[0][0]
+        if grant.expires < grant.queued:
+            self._queue(key, grant)
         return Decision(new.opened, OPEN, new.src, new.sequence, new.ports, new.expires)
 
     def close(self, key: GrantKey, at: float) -> list[Decision]:
@@ -114,11 +110,8 @@ class Grants:
                 continue  # closed, or queued again since
             if grant.expires > now:
                 self._queue(key, grant)
-            else:  # `close`, spelled out: most sweeps that get here close one grant
-                del self._open[key]
-                closed.append(
-                    Decision(grant.expires, CLOSE, grant.src, grant.sequence, grant.ports)
-                )
+            else:
+                closed += self.close(key, grant.expires)
         self.due = heap[0][0] if heap else math.inf
         return closed
 
